@@ -1,0 +1,1 @@
+"""Market data pipeline and the four-agent PettingZoo environment (no Ray here)."""

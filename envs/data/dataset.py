@@ -1,0 +1,62 @@
+"""Build market files: bars -> higher timeframe -> features -> HDF5."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from envs.data.bars import Bars, aggregate_bars, check_bars, htf_visible_count
+from envs.data.errors import DataError
+from envs.data.store import DEFAULT_SPLIT_FRACTIONS, plan_layout, write_market_file
+from envs.features import compute_features
+
+DEFAULT_HTF_MULTIPLE = 6
+
+
+def build_market_file(
+    base: Bars,
+    out: str | os.PathLike,
+    *,
+    htf_multiple: int = DEFAULT_HTF_MULTIPLE,
+    htf: Bars | None = None,
+    split_fractions: tuple[float, float, float] = DEFAULT_SPLIT_FRACTIONS,
+    source_path: str | None = None,
+) -> Path:
+    """Compute every feature of ``base`` (and of ``htf``, or of base bars
+    aggregated ``htf_multiple`` at a time) and write the market file atomically.
+
+    ``source_path`` names the input in error messages.
+    """
+    where = source_path or base.source
+    check_bars(base, where)
+    if htf is None:
+        htf = aggregate_bars(base, htf_multiple)
+    else:
+        check_bars(htf, where)
+        if htf.freq_seconds <= base.freq_seconds:
+            raise DataError(where, None, f"higher-timeframe bars ({htf.freq_seconds} s) must be longer than base bars ({base.freq_seconds} s)")
+        htf_multiple = max(1, round(htf.freq_seconds / base.freq_seconds))
+    visible = htf_visible_count(base, htf)
+    features = compute_features(base, htf)
+    layout = plan_layout(len(base), visible, features, split_fractions, path=where)
+    return write_market_file(out, base, htf, visible, features, layout, htf_multiple)
+
+
+def synth_market_file(out: str | os.PathLike, *, preset: str, n_bars: int, seed: int, htf_multiple: int = DEFAULT_HTF_MULTIPLE) -> Path:
+    from envs.data.synthetic import generate_bars
+
+    return build_market_file(generate_bars(preset=preset, n_bars=n_bars, seed=seed), out, htf_multiple=htf_multiple)
+
+
+def prepare_csv_market_file(
+    csv: str | os.PathLike,
+    out: str | os.PathLike,
+    *,
+    csv_htf: str | os.PathLike | None = None,
+    timeframe: str | int | None = None,
+    htf_multiple: int = DEFAULT_HTF_MULTIPLE,
+) -> Path:
+    from envs.data.csv_import import read_bars_csv
+
+    base = read_bars_csv(csv, timeframe=timeframe)
+    htf = read_bars_csv(csv_htf) if csv_htf is not None else None
+    return build_market_file(base, out, htf_multiple=htf_multiple, htf=htf, source_path=str(csv))

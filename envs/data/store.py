@@ -1,0 +1,254 @@
+"""The HDF5 market file: layout, atomic writing, and validation.
+
+Layout (``SCHEMA_VERSION`` 1)::
+
+    /                 attrs: schema_version, source, freq_seconds, htf_multiple,
+                             htf_freq_seconds, has_volume, has_labels, first_valid,
+                             split_names, split_bounds (3 x 2 base-bar [start, stop))
+    /base/{timestamp, open, high, low, close, volume, regime_label, htf_visible}
+    /htf/{timestamp, open, high, low, close, volume}
+    /features/{regime, structure, tactical}   attrs: names, window, warmup
+
+Every dataset is chunked, gzip-compressed with the shuffle filter, and carries
+HDF5's fletcher32 per-chunk checksum, so a flipped bit is caught on read.
+No creation times are written (``track_times=False``), so the same inputs
+give a byte-identical file.
+"""
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+from envs.data.bars import BAR_FIELDS, Bars
+from envs.data.errors import DataError
+from envs.features import (
+    FEATURE_CLIP,
+    REGIME_FEATURES,
+    REGIME_WINDOW,
+    STRUCTURE_FEATURES,
+    STRUCTURE_WINDOW,
+    TACTICAL_FEATURES,
+    TACTICAL_WINDOW,
+    FeatureSet,
+)
+
+SCHEMA_VERSION = 1
+SPLIT_NAMES = ("train", "val", "test")
+DEFAULT_SPLIT_FRACTIONS = (0.70, 0.15, 0.15)
+# Rows per HDF5 chunk; readers cache whole chunks, so this is also their block size.
+CHUNK_ROWS = 4096
+MIN_SPLIT_BARS = 20
+
+MATRICES = {
+    # name: (feature names, window rows, timeframe group the rows index)
+    "regime": (REGIME_FEATURES, REGIME_WINDOW, "htf"),
+    "structure": (STRUCTURE_FEATURES, STRUCTURE_WINDOW, "htf"),
+    "tactical": (TACTICAL_FEATURES, TACTICAL_WINDOW, "base"),
+}
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Where the usable bars start and how they are split (base-bar indices)."""
+
+    first_valid: int
+    splits: dict[str, tuple[int, int]]
+
+
+def plan_layout(
+    n_base: int,
+    htf_visible: np.ndarray,
+    features: FeatureSet,
+    fractions: tuple[float, float, float] = DEFAULT_SPLIT_FRACTIONS,
+    path: str = "<data>",
+) -> Layout:
+    """First base bar at which every observation window is full of defined
+    feature rows, and time-ordered train/val/test boundaries after it."""
+    if len(fractions) != 3 or min(fractions) <= 0 or abs(sum(fractions) - 1.0) > 1e-6:
+        raise ValueError(f"split fractions must be three positive numbers summing to 1, got {fractions}")
+    htf_needed = max(features.regime_warmup + REGIME_WINDOW, features.structure_warmup + STRUCTURE_WINDOW)
+    base_needed = features.tactical_warmup + TACTICAL_WINDOW - 1
+    enough_htf = np.flatnonzero(htf_visible >= htf_needed)
+    needed_bars = MIN_SPLIT_BARS * 3
+    if len(enough_htf) == 0 or n_base - max(int(enough_htf[0]), base_needed) < needed_bars:
+        raise DataError(
+            path,
+            None,
+            f"fewer bars than the longest window needs: {n_base} base bars give "
+            f"{int(htf_visible[-1]) if n_base else 0} closed higher-timeframe bars, but the "
+            f"windows need {htf_needed} higher-timeframe bars plus {needed_bars} base bars to split",
+        )
+    first_valid = max(int(enough_htf[0]), base_needed)
+    usable = n_base - first_valid
+    cuts = np.round(np.cumsum((0.0,) + tuple(fractions)) * usable).astype(int) + first_valid
+    cuts[-1] = n_base
+    splits = {name: (int(cuts[i]), int(cuts[i + 1])) for i, name in enumerate(SPLIT_NAMES)}
+    for name, (start, stop) in splits.items():
+        if stop - start < MIN_SPLIT_BARS:
+            raise DataError(path, None, f"the {name} split has {stop - start} bars; it needs at least {MIN_SPLIT_BARS}")
+    return Layout(first_valid=first_valid, splits=splits)
+
+
+def _dataset(group: h5py.Group, name: str, data: np.ndarray) -> h5py.Dataset:
+    chunk_rows = max(1, min(CHUNK_ROWS, len(data)))
+    chunks = (chunk_rows,) + data.shape[1:]
+    return group.create_dataset(
+        name,
+        data=data,
+        chunks=chunks,
+        compression="gzip",
+        compression_opts=4,
+        shuffle=True,
+        fletcher32=True,
+        track_times=False,
+    )
+
+
+def write_market_file(
+    out: str | os.PathLike,
+    base: Bars,
+    htf: Bars,
+    htf_visible: np.ndarray,
+    features: FeatureSet,
+    layout: Layout,
+    htf_multiple: int,
+) -> Path:
+    """Write the whole file to a temporary name beside ``out``, then rename, so
+    a crash or a bad input never leaves a half-written file behind."""
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
+    os.close(fd)
+    try:
+        with h5py.File(tmp_name, "w", track_order=True) as f:
+            f.attrs["schema_version"] = SCHEMA_VERSION
+            f.attrs["source"] = base.source
+            f.attrs["freq_seconds"] = base.freq_seconds
+            f.attrs["htf_multiple"] = int(htf_multiple)
+            f.attrs["htf_freq_seconds"] = htf.freq_seconds
+            f.attrs["has_volume"] = bool(base.has_volume)
+            f.attrs["has_labels"] = bool(base.has_labels)
+            f.attrs["first_valid"] = layout.first_valid
+            f.attrs["split_names"] = np.array(SPLIT_NAMES, dtype=h5py.string_dtype())
+            f.attrs["split_bounds"] = np.array([layout.splits[s] for s in SPLIT_NAMES], dtype=np.int64)
+            g = f.create_group("base", track_order=True)
+            _dataset(g, "timestamp", base.timestamp)
+            for name in BAR_FIELDS:
+                _dataset(g, name, getattr(base, name))
+            _dataset(g, "regime_label", base.regime_label)
+            _dataset(g, "htf_visible", np.asarray(htf_visible, dtype=np.int64))
+            g = f.create_group("htf", track_order=True)
+            _dataset(g, "timestamp", htf.timestamp)
+            for name in BAR_FIELDS:
+                _dataset(g, name, getattr(htf, name))
+            g = f.create_group("features", track_order=True)
+            warmups = {
+                "regime": features.regime_warmup,
+                "structure": features.structure_warmup,
+                "tactical": features.tactical_warmup,
+            }
+            for name, (names, window, _) in MATRICES.items():
+                ds = _dataset(g, name, np.ascontiguousarray(getattr(features, name), dtype=np.float32))
+                ds.attrs["names"] = np.array(names, dtype=h5py.string_dtype())
+                ds.attrs["window"] = window
+                ds.attrs["warmup"] = warmups[name]
+        os.replace(tmp_name, out)
+    except BaseException:
+        Path(tmp_name).unlink(missing_ok=True)
+        raise
+    return out
+
+
+def read_attrs(path: str | os.PathLike) -> dict:
+    """The file's root attributes as plain Python values (checks it is ours)."""
+    path = str(path)
+    if not os.path.exists(path):
+        raise DataError(path, None, "no such file")
+    try:
+        with h5py.File(path, "r") as f:
+            attrs = {k: _plain(v) for k, v in f.attrs.items()}
+    except OSError as exc:
+        raise DataError(path, None, f"not a readable HDF5 file ({exc})") from None
+    version = attrs.get("schema_version")
+    if version != SCHEMA_VERSION:
+        raise DataError(path, None, f"schema version {version!r} is not the supported version {SCHEMA_VERSION}")
+    attrs["splits"] = {
+        str(n): (int(b[0]), int(b[1])) for n, b in zip(attrs["split_names"], attrs["split_bounds"])
+    }
+    return attrs
+
+
+def _plain(value):
+    if isinstance(value, np.ndarray):
+        return [v.decode() if isinstance(v, bytes) else v for v in value.tolist()]
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, bytes):
+        return value.decode()
+    return value
+
+
+def validate_market_file(path: str | os.PathLike) -> dict:
+    """Check everything a reader relies on; raise DataError on the first problem.
+
+    Reads every chunk of every dataset (which verifies each chunk's fletcher32
+    checksum) and returns a summary of what was checked.
+    """
+    path = str(path)
+    attrs = read_attrs(path)
+    checked_chunks = 0
+    with h5py.File(path, "r") as f:
+        for group in ("base", "htf", "features"):
+            if group not in f:
+                raise DataError(path, None, f"missing group /{group}")
+        n_base = f["base/timestamp"].shape[0]
+        n_htf = f["htf/timestamp"].shape[0]
+        expected = {f"base/{n}": (n_base,) for n in ("timestamp", "regime_label", "htf_visible") + BAR_FIELDS}
+        expected.update({f"htf/{n}": (n_htf,) for n in ("timestamp",) + BAR_FIELDS})
+        for name, (names, window, timeframe) in MATRICES.items():
+            rows = n_base if timeframe == "base" else n_htf
+            expected[f"features/{name}"] = (rows, len(names))
+            stored = [_plain(v) for v in f[f"features/{name}"].attrs.get("names", [])]
+            if list(stored) != list(names):
+                raise DataError(path, None, f"/features/{name} feature names {stored} differ from {list(names)}")
+        for key, shape in expected.items():
+            if key not in f:
+                raise DataError(path, None, f"missing dataset /{key}")
+            ds = f[key]
+            if ds.shape != shape:
+                raise DataError(path, None, f"/{key} has shape {ds.shape}, expected {shape}")
+            if not ds.fletcher32:
+                raise DataError(path, None, f"/{key} has no per-chunk checksums")
+            for start in range(0, shape[0], ds.chunks[0]):
+                try:
+                    block = ds[start : start + ds.chunks[0]]
+                except OSError as exc:
+                    raise DataError(path, start, f"/{key}: chunk checksum or read failed ({exc})") from None
+                checked_chunks += 1
+                if block.dtype.kind == "f":
+                    bad = ~np.isfinite(block)
+                    if bad.any():
+                        row = start + int(np.argwhere(bad)[0][0])
+                        raise DataError(path, row, f"/{key} holds NaN or infinite values")
+                    if key.startswith("features/") and np.abs(block).max(initial=0) > FEATURE_CLIP:
+                        raise DataError(path, start, f"/{key} holds values outside +-{FEATURE_CLIP}")
+        for group, n in (("base", n_base), ("htf", n_htf)):
+            steps = np.diff(f[f"{group}/timestamp"][:])
+            if (steps <= 0).any():
+                raise DataError(path, int(np.argmax(steps <= 0)) + 1, f"/{group}/timestamp is not strictly increasing")
+        visible = f["base/htf_visible"][:]
+        if (np.diff(visible) < 0).any() or visible.min(initial=0) < 0 or visible.max(initial=0) > n_htf:
+            raise DataError(path, None, "/base/htf_visible is not a non-decreasing count of higher-timeframe bars")
+    first_valid = int(attrs["first_valid"])
+    bounds = [attrs["splits"][s] for s in SPLIT_NAMES]
+    previous_stop = first_valid
+    for name, (start, stop) in zip(SPLIT_NAMES, bounds):
+        if start != previous_stop or stop <= start or stop > n_base:
+            raise DataError(path, None, f"split {name} [{start}, {stop}) is not a time-ordered range after {previous_stop}")
+        previous_stop = stop
+    return {"path": path, "base_bars": n_base, "htf_bars": n_htf, "chunks_checked": checked_chunks}

@@ -1,0 +1,424 @@
+"""The four-agent market as a PettingZoo ``ParallelEnv``.
+
+One step is one base bar. At bar t every agent sees data of bars <= t (the
+higher-timeframe rows of bars that have closed by t) and the calls the others
+made at the previous step; the joint action is filled at the open of bar t+1
+and equity is marked at the close of t+1.
+
+Observation layouts (flat float32 vectors; feature values lie in +-5):
+
+* regime: regime matrix window (96 x 12), row-major, oldest row first;
+* structure: structure window (48 x 8), then regime's last call one-hot (4);
+* tactical: tactical window (60 x 7), then last calls of regime (4) and structure (5);
+* risk: portfolio state (``PORTFOLIO_FEATURES``), then last calls of regime (4),
+  structure (5) and tactical (5).
+
+A last call is all zeros before the first step. ``state()`` (the centralized
+critic's input) is the newest 4 regime rows, 4 structure rows and 10 tactical
+rows, the portfolio state, and every agent's last call.
+"""
+from __future__ import annotations
+
+import math
+from datetime import datetime, timezone
+
+import numpy as np
+from gymnasium import spaces
+from gymnasium.utils import seeding
+from pettingzoo import ParallelEnv
+
+from envs.data.default import default_dataset_path
+from envs.data.reader import MarketData
+from envs.features import (
+    FEATURE_CLIP,
+    REGIME_FEATURES,
+    REGIME_WINDOW,
+    STRUCTURE_FEATURES,
+    STRUCTURE_WINDOW,
+    TACTICAL_FEATURES,
+    TACTICAL_WINDOW,
+)
+from envs.market.config import MarketEnvConfig
+from envs.market.trading import (
+    REGIME_ACTIONS,
+    RISK_ACTIONS,
+    STRUCTURE_ACTIONS,
+    TACTICAL_ACTIONS,
+    ALLOW,
+    ENTER_LONG,
+    ENTER_SHORT,
+    Account,
+    target_exposure,
+)
+
+AGENTS = ("regime", "structure", "tactical", "risk")
+N_ACTIONS = {"regime": len(REGIME_ACTIONS), "structure": len(STRUCTURE_ACTIONS), "tactical": len(TACTICAL_ACTIONS), "risk": len(RISK_ACTIONS)}
+ACTION_NAMES = {"regime": REGIME_ACTIONS, "structure": STRUCTURE_ACTIONS, "tactical": TACTICAL_ACTIONS, "risk": RISK_ACTIONS}
+PORTFOLIO_FEATURES = (
+    "exposure",  # position value / equity
+    "unrealised_pnl",  # x10, share of initial equity
+    "realised_pnl",  # x10, share of initial equity, net of costs
+    "equity",  # (equity / initial - 1) x10
+    "drawdown",  # (1 - equity / peak) x10
+    "volatility",  # annualised EWMA volatility of closes x5
+    "time_in_trade",  # bars in the current position / 100
+    "trades",  # log(1 + closed round trips) / 2
+    "win_rate",  # share of closed round trips that won (0.5 before the first)
+)
+STATE_ROWS = {"regime": 4, "structure": 4, "tactical": 10}
+VOL_DECAY = 0.97  # EWMA of squared close-to-close log returns (about 33 bars)
+VOL_WARMUP_BARS = 32
+
+# What each agent sees of the others' last calls, in this order: always the
+# agents before it, so each sees a prefix of the one-hot calls vector.
+OBSERVED_CALLS = {"regime": (), "structure": ("regime",), "tactical": ("regime", "structure"), "risk": ("regime", "structure", "tactical")}
+CALL_OFFSETS = {a: sum(N_ACTIONS[b] for b in AGENTS[:i]) for i, a in enumerate(AGENTS)}
+CALLS_SIZE = sum(N_ACTIONS.values())
+
+
+def _box(low_high: list[tuple[int, float, float]]) -> spaces.Box:
+    low = np.concatenate([np.full(n, lo, dtype=np.float32) for n, lo, _ in low_high])
+    high = np.concatenate([np.full(n, hi, dtype=np.float32) for n, _, hi in low_high])
+    return spaces.Box(low=low, high=high, dtype=np.float32)
+
+
+def _call_parts(agent: str) -> list[tuple[int, float, float]]:
+    return [(N_ACTIONS[other], 0.0, 1.0) for other in OBSERVED_CALLS[agent]]
+
+
+class EpisodeSpan:
+    """Every row one episode can touch, from ``first`` to ``last`` bar plus the
+    look-back of its windows, copied out of the (streamed) market data once at
+    reset, so a step costs the same whether the data is on disk or in memory."""
+
+    def __init__(self, market: MarketData, first: int, last: int):
+        stop = last + 1
+        self.base_lo = lo = max(0, first - VOL_WARMUP_BARS)
+        self.open = market.base("open").rows(lo, stop).tolist()
+        self.close = market.base("close").rows(lo, stop).tolist()
+        self.label = market.base("regime_label").rows(lo, stop).tolist()
+        self.timestamp = market.base("timestamp").rows(lo, stop).tolist()
+        self.visible = market.base("htf_visible").rows(lo, stop).tolist()
+        self.tactical_lo = first + 1 - TACTICAL_WINDOW
+        self.tactical = market.features("tactical").rows(self.tactical_lo, stop)
+        self.htf_lo = self.visible[first - lo] - max(REGIME_WINDOW, STRUCTURE_WINDOW)
+        htf_stop = self.visible[last - lo]
+        self.regime = market.features("regime").rows(self.htf_lo, htf_stop)
+        self.structure = market.features("structure").rows(self.htf_lo, htf_stop)
+
+
+class AlgoSpaceMarketEnv(ParallelEnv):
+    """See the module docstring; configuration keys are ``MarketEnvConfig``'s."""
+
+    metadata = {"name": "algospace_market_v0", "render_modes": ["ansi", "human"], "is_parallelizable": True}
+
+    def __init__(self, **config):
+        self.config = MarketEnvConfig.from_kwargs(**config)
+        cfg = self.config
+        self.render_mode = cfg.render_mode
+        self.possible_agents = list(AGENTS)
+        self.agents: list[str] = []
+        self._task = cfg.task
+        self._pending_task: str | None = None
+        self._markets: dict[str, MarketData] = {}
+        self._np_random: np.random.Generator | None = None
+        clip = FEATURE_CLIP
+        self._observation_spaces = {
+            "regime": _box([(REGIME_WINDOW * len(REGIME_FEATURES), -clip, clip)]),
+            "structure": _box([(STRUCTURE_WINDOW * len(STRUCTURE_FEATURES), -clip, clip)] + _call_parts("structure")),
+            "tactical": _box([(TACTICAL_WINDOW * len(TACTICAL_FEATURES), -clip, clip)] + _call_parts("tactical")),
+            "risk": _box([(len(PORTFOLIO_FEATURES), -clip, clip)] + _call_parts("risk")),
+        }
+        self._action_spaces = {a: spaces.Discrete(N_ACTIONS[a]) for a in AGENTS}
+        state_parts = [
+            (STATE_ROWS["regime"] * len(REGIME_FEATURES), -clip, clip),
+            (STATE_ROWS["structure"] * len(STRUCTURE_FEATURES), -clip, clip),
+            (STATE_ROWS["tactical"] * len(TACTICAL_FEATURES), -clip, clip),
+            (len(PORTFOLIO_FEATURES), -clip, clip),
+        ] + [(N_ACTIONS[a], 0.0, 1.0) for a in AGENTS]
+        self.state_space = _box(state_parts)
+        self._last = {a: -1 for a in AGENTS}
+        self._bind(self._market(self._task))
+
+    # -- PettingZoo API -----------------------------------------------------
+    def observation_space(self, agent: str) -> spaces.Box:
+        return self._observation_spaces[agent]
+
+    def action_space(self, agent: str) -> spaces.Discrete:
+        return self._action_spaces[agent]
+
+    def reset(self, seed: int | None = None, options: dict | None = None):
+        if seed is not None or self._np_random is None:
+            self._np_random, _ = seeding.np_random(seed)
+        if self._pending_task is not None:
+            self._task, self._pending_task = self._pending_task, None
+            self._bind(self._market(self._task))
+        cfg = self.config
+        start, stop = self._split
+        length = cfg.episode_length
+        latest_start = stop - 1 - length if length else start
+        if cfg.random_start and latest_start > start:
+            self._t = int(self._np_random.integers(start, latest_start + 1))
+        else:
+            self._t = start
+        self._steps = 0
+        self._account = Account(cfg.initial_equity, cfg.commission_bps * 1e-4, cfg.slippage_bps * 1e-4)
+        self._equity = cfg.initial_equity
+        self._peak = cfg.initial_equity
+        self._drawdown = 0.0
+        self._time_in_trade = 0
+        self._last = {a: -1 for a in AGENTS}
+        last = min(stop - 1, self._t + length) if length else stop - 1
+        self._span = EpisodeSpan(self._data, self._t, last)
+        self._vol_var = self._initial_variance(self._t)
+        self.agents = list(AGENTS)
+        info = self._info(fill=None, agreed=False, entry=False, step_pnl=0.0, team_reward=0.0, trade_closed=False)
+        infos = {a: info for a in AGENTS}
+        return self._observations(), infos
+
+    def step(self, actions: dict):
+        if not self.agents:
+            raise RuntimeError("step() called on a finished episode; call reset() first")
+        try:
+            act = {a: int(actions[a]) for a in AGENTS}
+        except KeyError as exc:
+            raise KeyError(f"step() needs an action for every agent; missing {exc.args[0]!r}") from None
+        cfg = self.config
+        t = self._t
+        account = self._account
+        sp = self._span
+        close_t = sp.close[t - sp.base_lo]
+        exposure = account.units * close_t / self._equity
+        target, agreed = target_exposure(exposure, act["structure"], act["tactical"], act["risk"], cfg.max_leverage)
+        entry = act["tactical"] in (ENTER_LONG, ENTER_SHORT)
+        next_open = sp.open[t + 1 - sp.base_lo]
+        units_before = account.units
+        closed_before = account.closed_trades
+        fill = None
+        if target == 0.0 and units_before != 0.0:
+            fill = account.rebalance(0.0, next_open)
+        elif target != 0.0 and abs(target - exposure) >= cfg.rebalance_threshold:
+            fill = account.rebalance(target * self._equity / next_open, next_open)
+        trade_closed = account.closed_trades != closed_before
+        if account.units == 0.0 or units_before == 0.0 or (account.units > 0) != (units_before > 0):
+            self._time_in_trade = 0  # flat, or a new position opened this step
+        else:
+            self._time_in_trade += 1
+
+        self._t = t = t + 1
+        self._steps += 1
+        close_next = sp.close[t - sp.base_lo]
+        r = math.log(close_next / close_t)
+        self._vol_var = VOL_DECAY * self._vol_var + (1.0 - VOL_DECAY) * r * r
+        equity = account.equity(close_next)
+        step_pnl = equity - self._equity
+        self._equity = equity
+        self._peak = max(self._peak, equity)
+        drawdown = 1.0 - equity / self._peak
+        scale = cfg.reward_scale
+        team = step_pnl / cfg.initial_equity * scale - cfg.drawdown_penalty * max(0.0, drawdown - self._drawdown) * scale
+        self._drawdown = drawdown
+
+        rewards = self._rewards(act, team, agreed, exposure, t - 1)
+        self._last = act
+        terminated = equity < cfg.equity_floor * cfg.initial_equity
+        truncated = (cfg.episode_length and self._steps >= cfg.episode_length) or t >= self._split[1] - 1
+        info = self._info(fill=fill, agreed=agreed, entry=entry, step_pnl=step_pnl, team_reward=team, trade_closed=trade_closed)
+        observations = self._observations()
+        terminations = {a: bool(terminated) for a in AGENTS}
+        truncations = {a: bool(truncated) and not terminated for a in AGENTS}
+        infos = {a: info for a in AGENTS}
+        if terminated or truncated:
+            self.agents = []
+        if self.render_mode == "human":
+            print(self._render_line(act))
+        return observations, rewards, terminations, truncations, infos
+
+    def state(self) -> np.ndarray:
+        t = self._t
+        sp = self._span
+        k = sp.visible[t - sp.base_lo] - sp.htf_lo
+        tac = t + 1 - sp.tactical_lo
+        parts = [
+            sp.regime[k - STATE_ROWS["regime"] : k].ravel(),
+            sp.structure[k - STATE_ROWS["structure"] : k].ravel(),
+            sp.tactical[tac - STATE_ROWS["tactical"] : tac].ravel(),
+            np.asarray(self._portfolio(), dtype=np.float32),
+            self._calls(),
+        ]
+        return np.concatenate(parts).astype(np.float32, copy=False)
+
+    def render(self):
+        if self.render_mode is None:
+            return None
+        line = self._render_line(self._last)
+        if self.render_mode == "ansi":
+            return line
+        print(line)
+        return None
+
+    def close(self) -> None:
+        for market in self._markets.values():
+            market.close()
+        self._markets.clear()
+
+    # -- curriculum -----------------------------------------------------------
+    def set_task(self, stage: str) -> None:
+        """Switch to curriculum stage ``stage`` from the next ``reset()`` on."""
+        tasks = self._task_names()
+        if stage not in tasks:
+            raise ValueError(f"unknown task {stage!r}; tasks are {', '.join(tasks)}")
+        self._pending_task = stage if stage != self._task else None
+
+    def get_task(self) -> str:
+        return self._pending_task or self._task
+
+    # -- data ---------------------------------------------------------------
+    @property
+    def market(self) -> MarketData:
+        return self._data
+
+    @property
+    def bar_index(self) -> int:
+        """Index of the base bar the agents see now."""
+        return self._t
+
+    def _task_names(self) -> list[str]:
+        cfg = self.config
+        if cfg.tasks is not None:
+            return list(cfg.tasks)
+        if cfg.data is not None:
+            return [cfg.task]
+        from envs.data.default import PRESET_NAMES
+
+        return list(PRESET_NAMES)
+
+    def _market(self, task: str) -> MarketData:
+        market = self._markets.get(task)
+        if market is None:
+            cfg = self.config
+            if cfg.tasks is not None:
+                path = cfg.tasks[task]
+            elif cfg.data is not None:
+                path = cfg.data
+            else:
+                path = default_dataset_path(task)
+            market = MarketData(path, in_memory=cfg.in_memory)
+            self._markets[task] = market
+        return market
+
+    def _bind(self, market: MarketData) -> None:
+        self._data = market
+        self._split = market.splits[self.config.split]
+        self._bars_per_year = market.bars_per_year
+        self._t = self._split[0]
+
+    def _initial_variance(self, t: int) -> float:
+        sp = self._span
+        i = t - sp.base_lo
+        closes = np.asarray(sp.close[max(0, i - VOL_WARMUP_BARS) : i + 1])
+        returns = np.diff(np.log(closes))
+        return float(np.mean(returns * returns)) if len(returns) else 0.0
+
+    # -- observations ---------------------------------------------------------
+    def _calls(self) -> np.ndarray:
+        """Every agent's last call, one-hot, in agent order (zeros before the
+        first step). Each agent observes a prefix of it: structure the regime
+        part, tactical regime + structure, risk all but its own."""
+        calls = np.zeros(CALLS_SIZE, dtype=np.float32)
+        for agent, offset in CALL_OFFSETS.items():
+            last = self._last[agent]
+            if last >= 0:
+                calls[offset + last] = 1.0
+        return calls
+
+    def _portfolio(self) -> list[float]:
+        cfg = self.config
+        account = self._account
+        sp = self._span
+        price = sp.close[self._t - sp.base_lo]
+        e0 = cfg.initial_equity
+        closed = account.closed_trades
+        values = (
+            account.units * price / self._equity,
+            account.unrealised(price) / e0 * 10.0,
+            account.realised / e0 * 10.0,
+            (self._equity / e0 - 1.0) * 10.0,
+            self._drawdown * 10.0,
+            math.sqrt(self._vol_var * self._bars_per_year) * 5.0,
+            self._time_in_trade / 100.0,
+            math.log1p(closed) / 2.0,
+            account.winning_trades / closed if closed else 0.5,
+        )
+        return [FEATURE_CLIP if v > FEATURE_CLIP else -FEATURE_CLIP if v < -FEATURE_CLIP else v for v in values]
+
+    def _observations(self) -> dict[str, np.ndarray]:
+        t = self._t
+        sp = self._span
+        k = sp.visible[t - sp.base_lo] - sp.htf_lo
+        tac = t + 1 - sp.tactical_lo
+        calls = self._calls()
+        regime = sp.regime[k - REGIME_WINDOW : k].reshape(-1).copy()
+        structure = np.concatenate((sp.structure[k - STRUCTURE_WINDOW : k].reshape(-1), calls[: CALL_OFFSETS["structure"]]))
+        tactical = np.concatenate((sp.tactical[tac - TACTICAL_WINDOW : tac].reshape(-1), calls[: CALL_OFFSETS["tactical"]]))
+        risk = np.empty(len(PORTFOLIO_FEATURES) + CALL_OFFSETS["risk"], dtype=np.float32)
+        risk[: len(PORTFOLIO_FEATURES)] = self._portfolio()
+        risk[len(PORTFOLIO_FEATURES) :] = calls[: CALL_OFFSETS["risk"]]
+        return {"regime": regime, "structure": structure, "tactical": tactical, "risk": risk}
+
+    # -- rewards and infos ------------------------------------------------------
+    def _rewards(self, act: dict, team: float, agreed: bool, exposure: float, t: int) -> dict[str, float]:
+        cfg = self.config
+        w = cfg.w_shared
+        if w == 1.0:
+            return {a: team for a in AGENTS}
+        label = self._span.label[t - self._span.base_lo]
+        regime_shaping = 0.0 if label < 0 else (cfg.regime_accuracy_bonus if act["regime"] == label else -cfg.regime_accuracy_bonus)
+        consensus = cfg.consensus_bonus if agreed else 0.0
+        breach = self._drawdown > cfg.drawdown_limit and exposure != 0.0 and act["risk"] == ALLOW
+        risk_shaping = -cfg.risk_compliance_penalty if breach else 0.0
+        shaping = {"regime": regime_shaping, "structure": consensus, "tactical": consensus, "risk": risk_shaping}
+        return {a: (1.0 - w) * shaping[a] + w * team for a in AGENTS}
+
+    def _info(self, *, fill, agreed: bool, entry: bool, step_pnl: float, team_reward: float, trade_closed: bool) -> dict:
+        t = self._t
+        sp = self._span
+        i = t - sp.base_lo
+        account = self._account
+        price = sp.close[i]
+        return {
+            "bar": t,
+            "timestamp": sp.timestamp[i],
+            "price": price,
+            "equity": self._equity,
+            "cash": account.cash,
+            "position": account.units,
+            "exposure": account.units * price / self._equity,
+            "drawdown": self._drawdown,
+            "step_pnl": step_pnl,
+            "team_reward": team_reward,
+            "fill_units": 0.0 if fill is None else fill.units,
+            "fill_price": 0.0 if fill is None else fill.price,
+            "fill_commission": 0.0 if fill is None else fill.commission,
+            "trade_closed": trade_closed,
+            "trade_pnl": account.last_closed_pnl if trade_closed else 0.0,
+            "closed_trades": account.closed_trades,
+            "winning_trades": account.winning_trades,
+            "costs": account.costs,
+            "regime_label": sp.label[i],
+            "agreed": agreed,
+            "entry_proposed": entry,
+            "actions": dict(self._last),
+            "task": self._task,
+        }
+
+    def _render_line(self, act: dict) -> str:
+        sp = self._span
+        i = self._t - sp.base_lo
+        when = datetime.fromtimestamp(sp.timestamp[i], tz=timezone.utc).strftime("%Y-%m-%d %H:%M")
+        calls = " ".join(f"{a}={ACTION_NAMES[a][act[a]] if act.get(a, -1) >= 0 else '-'}" for a in AGENTS)
+        price = sp.close[i]
+        return (
+            f"[{self._task}/{self.config.split}] bar {self._t} {when} close={price:.5g} "
+            f"pos={self._account.units:+.4g} equity={self._equity:,.2f} dd={self._drawdown:.2%} | {calls}"
+        )

@@ -1,0 +1,144 @@
+"""The HDF5 store: layout, checksums, validation, determinism, and the streaming reader."""
+import hashlib
+import multiprocessing as mp
+import pickle
+
+import h5py
+import numpy as np
+import pytest
+
+from envs.data.dataset import synth_market_file
+from envs.data.errors import DataError
+from envs.data.reader import MarketData
+from envs.data.store import CHUNK_ROWS, SCHEMA_VERSION, validate_market_file
+
+
+def _sha(path):
+    return hashlib.sha256(open(path, "rb").read()).hexdigest()
+
+
+def test_layout_and_filters(market_file):
+    with h5py.File(market_file, "r") as f:
+        assert f.attrs["schema_version"] == SCHEMA_VERSION
+        for key in ("base/close", "htf/close", "features/regime", "features/structure", "features/tactical"):
+            ds = f[key]
+            assert ds.fletcher32 and ds.compression == "gzip" and ds.shuffle and ds.chunks is not None
+        assert f["features/regime"].shape[1] == 12
+        assert f["features/structure"].shape[1] == 8
+        assert f["features/tactical"].shape[1] == 7
+        names = [n.decode() if isinstance(n, bytes) else n for n in f["features/structure"].attrs["names"]]
+        assert names[0] == "mlmi_value"
+        bounds = f.attrs["split_bounds"]
+        n = f["base/close"].shape[0]
+        assert bounds[0][0] == f.attrs["first_valid"] and bounds[2][1] == n
+        sizes = [b - a for a, b in bounds]
+        assert sizes[0] / sum(sizes) == pytest.approx(0.70, abs=0.01)
+
+
+def test_validate_ok(market_file):
+    summary = validate_market_file(market_file)
+    assert summary["chunks_checked"] > 10
+
+
+def test_same_seed_same_bytes(tmp_path):
+    a = synth_market_file(tmp_path / "a.h5", preset="moderate_volatility", n_bars=3_000, seed=5)
+    b = synth_market_file(tmp_path / "b.h5", preset="moderate_volatility", n_bars=3_000, seed=5)
+    c = synth_market_file(tmp_path / "c.h5", preset="moderate_volatility", n_bars=3_000, seed=6)
+    assert _sha(a) == _sha(b) != _sha(c)
+
+
+def test_corrupted_chunk_is_caught(tmp_path):
+    path = synth_market_file(tmp_path / "x.h5", preset="simple_markets", n_bars=3_000, seed=1)
+    with h5py.File(path, "r") as f:
+        info = f["features/tactical"].id.get_chunk_info(0)
+    raw = bytearray(path.read_bytes())
+    raw[info.byte_offset + info.size // 2] ^= 0xFF
+    path.write_bytes(bytes(raw))
+    with pytest.raises(DataError, match="features/tactical: chunk checksum"):
+        validate_market_file(path)
+
+
+def test_not_a_market_file(tmp_path):
+    bad = tmp_path / "bad.h5"
+    bad.write_text("hello")
+    with pytest.raises(DataError, match="not a readable HDF5 file"):
+        validate_market_file(bad)
+    with pytest.raises(DataError, match="no such file"):
+        validate_market_file(tmp_path / "missing.h5")
+
+
+def test_wrong_schema_version(tmp_path, market_file):
+    import shutil
+
+    copy = tmp_path / "old.h5"
+    shutil.copy(market_file, copy)
+    with h5py.File(copy, "a") as f:
+        f.attrs["schema_version"] = 0
+    with pytest.raises(DataError, match="schema version"):
+        validate_market_file(copy)
+
+
+def test_reader_windows_match_the_file(market_file):
+    data = MarketData(market_file, cache_mb=0.0, read_ahead=0)
+    with h5py.File(market_file, "r") as f:
+        tactical = f["features/tactical"][:]
+        regime = f["features/regime"][:]
+        close = f["base/close"][:]
+    arr = data.features("tactical")
+    for stop in (60, CHUNK_ROWS - 1, CHUNK_ROWS, CHUNK_ROWS + 1, CHUNK_ROWS + 59, len(tactical)):
+        np.testing.assert_array_equal(arr.window(stop, 60), tactical[stop - 60 : stop])
+    np.testing.assert_array_equal(data.features("regime").window(500, 96), regime[404:500])
+    for i in (0, CHUNK_ROWS - 1, CHUNK_ROWS, len(close) - 1):
+        assert data.base("close").row(i) == close[i]
+    with pytest.raises(IndexError):
+        arr.window(10, 60)
+
+
+def test_reader_cache_is_bounded_and_reads_ahead(market_file):
+    data = MarketData(market_file, cache_mb=0.0, read_ahead=1)
+    arr = data.base("close")
+    for i in range(arr.n_rows):
+        arr.row(i)
+    blocks = -(-arr.n_rows // CHUNK_ROWS)
+    assert len(arr._cache) <= 2
+    assert arr.reads <= -(-blocks // 2)  # each read fetched a block and the next one
+
+
+def test_reader_pickles_without_its_handle(market_file):
+    data = MarketData(market_file)
+    data.base("close").row(5)
+    clone = pickle.loads(pickle.dumps(data))
+    assert clone._file is None
+    assert clone.base("close").row(5) == data.base("close").row(5)
+
+
+def _sum_windows(path):
+    data = MarketData(path)
+    arr = data.features("tactical")
+    return float(sum(arr.window(stop, 60).sum() for stop in range(60, arr.n_rows, 7)))
+
+
+def test_several_processes_read_one_file(market_file):
+    expected = _sum_windows(market_file)
+    ctx = mp.get_context("spawn")
+    with ctx.Pool(3) as pool:
+        results = pool.map(_sum_windows, [market_file] * 3)
+    assert results == [expected] * 3
+
+
+_INHERITED = {}
+
+
+def _row_in_child(i):
+    return float(_INHERITED["data"].base("close").row(i))
+
+
+def test_forked_reader_reopens(market_file):
+    """A reader inherited through fork must not use the parent's h5py handle."""
+    data = MarketData(market_file)
+    data.base("close").row(1)  # the parent opens its handle
+    _INHERITED["data"] = data
+    ctx = mp.get_context("fork")
+    with ctx.Pool(2) as pool:
+        results = pool.map(_row_in_child, [9_000, 9_001])
+    assert results == [float(data.base("close").row(9_000)), float(data.base("close").row(9_001))]

@@ -1,0 +1,82 @@
+"""Joint-action rules (consensus, risk halve/flatten/block) and exact accounting."""
+import numpy as np
+import pytest
+
+from envs.market.trading import Account, target_exposure
+
+# structure: 0 strong short, 1 short, 2 neutral, 3 long, 4 strong long
+# tactical:  0 hold, 1 enter long, 2 enter short, 3 exit, 4 reduce
+# risk:      0 allow, 1 modify (halve), 2 exit, 3 block new entries
+CASES = [
+    # (exposure, structure, tactical, risk) -> (target, agreed)
+    ((0.0, 4, 1, 0), (1.0, True)),  # consensus long, full strength
+    ((0.0, 3, 1, 0), (0.5, True)),  # consensus long, half strength
+    ((0.0, 0, 2, 0), (-1.0, True)),  # consensus short
+    ((0.0, 1, 2, 0), (-0.5, True)),
+    ((0.0, 2, 1, 0), (0.0, False)),  # structure neutral: no entry
+    ((0.0, 0, 1, 0), (0.0, False)),  # disagreement: no entry
+    ((0.0, 4, 2, 0), (0.0, False)),
+    ((0.5, 0, 1, 0), (0.5, False)),  # no consensus keeps the position
+    ((0.5, 0, 2, 0), (-1.0, True)),  # consensus against the position reverses it
+    ((0.5, 2, 0, 0), (0.5, False)),  # hold
+    ((0.5, 2, 3, 0), (0.0, False)),  # tactical exit
+    ((0.5, 2, 4, 0), (0.25, False)),  # tactical reduce halves
+    ((0.0, 4, 1, 1), (0.5, True)),  # risk modify halves the entry
+    ((0.8, 2, 0, 1), (0.4, False)),  # risk modify halves the held position
+    ((0.8, 4, 1, 2), (0.0, True)),  # risk exit flattens, even on consensus
+    ((0.0, 4, 1, 3), (0.0, True)),  # risk block refuses a new entry
+    ((0.5, 4, 1, 3), (0.5, True)),  # block refuses growing the position
+    ((0.5, 0, 2, 3), (0.5, True)),  # block refuses a reversal
+    ((0.5, 2, 3, 3), (0.0, False)),  # block still lets an exit through
+    ((-0.5, 2, 4, 3), (-0.25, False)),  # block still lets a reduction through
+    ((1.0, 3, 1, 3), (0.5, True)),  # consensus to a smaller size is not new risk
+]
+
+
+@pytest.mark.parametrize("inputs,expected", CASES)
+def test_joint_action_rules(inputs, expected):
+    exposure, structure, tactical, risk = inputs
+    assert target_exposure(exposure, structure, tactical, risk) == expected
+
+
+def test_max_leverage_scales_entries():
+    assert target_exposure(0.0, 4, 1, 0, max_leverage=2.0) == (2.0, True)
+
+
+def test_round_trip_accounting_with_costs():
+    acct = Account(initial=10_000.0, commission_rate=0.001, slippage_rate=0.0005)
+    fill = acct.rebalance(10.0, 100.0)
+    assert fill.price == pytest.approx(100.05)
+    assert fill.commission == pytest.approx(10 * 100.05 * 0.001)
+    assert acct.equity(100.0) == pytest.approx(10_000 - 10 * 0.05 - fill.commission)
+    fill2 = acct.rebalance(0.0, 110.0)
+    assert fill2.price == pytest.approx(110 * (1 - 0.0005))
+    expected = 10 * (fill2.price - fill.price) - fill.commission - fill2.commission
+    assert acct.realised == pytest.approx(expected)
+    assert acct.equity(123.0) == pytest.approx(10_000 + expected)
+    assert acct.closed_trades == 1 and acct.winning_trades == 1
+    assert acct.last_closed_pnl == pytest.approx(expected)
+
+
+def test_equity_identity_over_random_trading():
+    """equity = cash + units * price, and equity - initial = realised + unrealised."""
+    rng = np.random.default_rng(3)
+    acct = Account(initial=50_000.0, commission_rate=2e-4, slippage_rate=1e-4)
+    price = 100.0
+    for _ in range(2_000):
+        price *= float(np.exp(rng.normal(0, 0.01)))
+        acct.rebalance(float(rng.choice([-300, -150, 0, 0, 150, 300, 75])), price)
+        equity = acct.equity(price)
+        assert equity == pytest.approx(acct.cash + acct.units * price, rel=1e-12)
+        assert equity - 50_000.0 == pytest.approx(acct.realised + acct.unrealised(price), abs=1e-6)
+    assert acct.closed_trades > 100
+    assert 0 <= acct.winning_trades <= acct.closed_trades
+
+
+def test_reversal_counts_one_closed_trade():
+    acct = Account(initial=1_000.0, commission_rate=0.0, slippage_rate=0.0)
+    acct.rebalance(5.0, 10.0)
+    acct.rebalance(-5.0, 9.0)
+    assert acct.closed_trades == 1 and acct.winning_trades == 0
+    assert acct.units == -5.0 and acct.avg_price == 9.0
+    assert acct.realised == pytest.approx(-5.0)
