@@ -157,6 +157,9 @@ def write_market_file(
                 ds.attrs["names"] = np.array(names, dtype=h5py.string_dtype())
                 ds.attrs["window"] = window
                 ds.attrs["warmup"] = warmups[name]
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp_name, 0o666 & ~umask)  # mkstemp makes 0600; give the usual file mode
         os.replace(tmp_name, out)
     except BaseException:
         Path(tmp_name).unlink(missing_ok=True)

@@ -1,0 +1,123 @@
+"""`algospace data ...` and `algospace demo`: outputs, and bad input as one line with exit code 2."""
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from rllib_algospace.cli import main
+
+GOOD_CSV = "Date,Time,Open,High,Low,Close,Volume\n"
+
+
+def _write_hourly_csv(path, n=3_000, newest_first=True):
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    close = 100 * np.exp(np.cumsum(rng.normal(0, 0.003, n)))
+    rows = []
+    t0 = np.datetime64("2022-01-03T00:00")
+    day = 0
+    ts = []
+    t = t0
+    while len(ts) < n:  # weekdays only: weekend gaps
+        if (t.astype("datetime64[D]").view("int64") - 4) % 7 < 5:
+            ts.append(t)
+        t = t + np.timedelta64(1, "h")
+    for i in range(n):
+        o = close[i - 1] if i else close[0]
+        hi, lo = max(o, close[i]) * 1.001, min(o, close[i]) * 0.999
+        stamp = str(ts[i])
+        d, tm = stamp[:10], stamp[11:16]
+        d = f"{d[8:10]}.{d[5:7]}.{d[0:4]}"
+        rows.append(f"{d},{tm},{o:.5f},{hi:.5f},{lo:.5f},{close[i]:.5f},{int(rng.integers(100, 1000))}\n")
+    if newest_first:
+        rows.reverse()
+    path.write_text("Exported by SomeVendor 2024\n" + GOOD_CSV + "".join(rows))
+    del day
+    return path
+
+
+def _run(argv, capsys):
+    code = main(argv)
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_synth_validate_info(tmp_path, capsys):
+    out_file = tmp_path / "m.h5"
+    code, out, _ = _run(["data", "synth", "--out", str(out_file), "--preset", "complex_regimes", "--bars", "5000", "--seed", "3"], capsys)
+    assert code == 0 and out_file.exists() and "wrote" in out
+    code, out, _ = _run(["data", "validate", str(out_file)], capsys)
+    assert code == 0 and out.startswith("ok:") and "chunks checked" in out
+    code, out, _ = _run(["data", "info", str(out_file)], capsys)
+    assert code == 0 and "synthetic:complex_regimes:seed=3" in out and "train split" in out and "mlmi_value" in out
+    code, out, _ = _run(["data", "info", "--json", str(out_file)], capsys)
+    info = json.loads(out)
+    assert info["base_bars"] == 5000 and info["htf_multiple"] == 6 and set(info["splits"]) == {"train", "val", "test"}
+
+
+def test_prepare_vendor_csv(tmp_path, capsys):
+    csv = _write_hourly_csv(tmp_path / "eurusd_h1.csv")
+    out_file = tmp_path / "eurusd.h5"
+    code, out, err = _run(["data", "prepare", "--csv", str(csv), "--out", str(out_file), "--htf-multiple", "4"], capsys)
+    assert code == 0, err
+    code, out, _ = _run(["data", "info", "--json", str(out_file)], capsys)
+    info = json.loads(out)
+    assert info["base_freq_seconds"] == 3600 and info["htf_freq_seconds"] == 4 * 3600
+    assert info["source"] == "csv:eurusd_h1.csv" and not info["has_labels"]
+    assert _run(["data", "validate", str(out_file)], capsys)[0] == 0
+
+
+BAD_CSVS = {
+    "empty": ("", "empty"),
+    "missing_column": ("Date,Time,Open,High,Close\n02.01.2024,00:00,1,2,1.5\n", "low"),
+    "bad_timestamp": (GOOD_CSV + "02.01.2024,00:00,1,2,0.5,1.5,10\nnot-a-date,00:05,1,2,0.5,1.5,10\n", "row 3"),
+    "duplicate": (GOOD_CSV + "02.01.2024,00:00,1,2,0.5,1.5,10\n02.01.2024,00:00,1,2,0.5,1.5,10\n", "duplicate"),
+    "high_below_low": (GOOD_CSV + "02.01.2024,00:00,1,2,0.5,1.5,10\n02.01.2024,00:05,1,0.4,0.5,0.45,10\n", "row 3"),
+    "non_positive": (GOOD_CSV + "02.01.2024,00:00,1,2,0.5,1.5,10\n02.01.2024,00:05,0,2,0.5,1.5,10\n", "row 3"),
+    "nan": (GOOD_CSV + "02.01.2024,00:00,1,2,0.5,1.5,10\n02.01.2024,00:05,1,nan,0.5,1.5,10\n", "row 3"),
+    "too_few_bars": (GOOD_CSV + "".join(f"02.01.2024,{h:02d}:00,1,2,0.5,1.5,10\n" for h in range(24)), "fewer bars than the longest window needs"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_CSVS))
+def test_bad_csv_one_line_exit_2_no_output(tmp_path, capsys, case):
+    text, needle = BAD_CSVS[case]
+    csv = tmp_path / f"{case}.csv"
+    csv.write_text(text)
+    out_file = tmp_path / "out.h5"
+    code, out, err = _run(["data", "prepare", "--csv", str(csv), "--out", str(out_file)], capsys)
+    assert code == 2
+    assert err.count("\n") == 1 and err.startswith("algospace: error: ")
+    assert str(csv) in err and needle in err.lower() if needle.islower() else needle in err
+    assert not out_file.exists()
+    assert list(tmp_path.glob("*.tmp")) == [] and list(tmp_path.glob(".out.h5*")) == []
+
+
+def test_validate_bad_file_exit_2(tmp_path, capsys):
+    bad = tmp_path / "junk.h5"
+    bad.write_bytes(b"\x00" * 100)
+    code, _, err = _run(["data", "validate", str(bad)], capsys)
+    assert code == 2 and str(bad) in err and err.count("\n") == 1
+
+
+def test_demo_prints_trading_metrics(market_file, capsys):
+    code, out, _ = _run(["demo", "--data", market_file, "--episode-length", "500"], capsys)
+    assert code == 0
+    for key in ("total_return", "sharpe", "max_drawdown", "win_rate", "consensus_rate", "regime_accuracy"):
+        assert key in out
+
+
+def test_console_script_exit_code(tmp_path):
+    env = dict(os.environ)
+    bad = tmp_path / "none.csv"
+    result = subprocess.run(
+        [sys.executable, "-m", "rllib_algospace.cli", "data", "prepare", "--csv", str(bad), "--out", str(tmp_path / "x.h5")],
+        capture_output=True,
+        text=True,
+        env=env,
+    )
+    assert result.returncode == 2
+    assert result.stderr.strip().count("\n") == 0 and "none.csv" in result.stderr
