@@ -61,6 +61,9 @@ def _demo(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from envs.data.default import PRESET_NAMES
+    from envs.data.synthetic import DEFAULT_PRESET
+
     parser = argparse.ArgumentParser(prog="algospace", description="Train and evaluate the four-agent AlgoSpace trading team.")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -69,7 +72,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = data_commands.add_parser("synth", help="generate a synthetic market file")
     p.add_argument("--out", required=True, help="HDF5 file to write")
-    p.add_argument("--preset", default="simple_markets", choices=("simple_markets", "moderate_volatility", "complex_regimes"))
+    p.add_argument("--preset", default=DEFAULT_PRESET, choices=PRESET_NAMES)
     p.add_argument("--bars", type=int, default=60_000, help="number of 5-minute base bars (default 60000)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--htf-multiple", type=int, default=6, help="base bars per higher-timeframe bar (default 6)")

@@ -11,9 +11,9 @@ import os
 from pathlib import Path
 
 from envs.data.store import SCHEMA_VERSION
+from envs.data.synthetic import DEFAULT_PRESET, PRESETS
 
-DEFAULT_PRESET = "simple_markets"
-PRESET_NAMES = ("simple_markets", "moderate_volatility", "complex_regimes")
+PRESET_NAMES = tuple(PRESETS)  # also the default curriculum stages, easiest first
 DEFAULT_BARS = 60_000  # about 41 weeks of 24-hour weekday 5-minute bars
 DEFAULT_SEED = 0
 
@@ -39,8 +39,3 @@ def default_dataset_path(preset: str = DEFAULT_PRESET, n_bars: int = DEFAULT_BAR
 
             synth_market_file(path, preset=preset, n_bars=n_bars, seed=seed)
     return path
-
-
-def default_tasks() -> dict[str, str | None]:
-    """Curriculum stages of the default data; paths resolve lazily (``None``)."""
-    return {name: None for name in PRESET_NAMES}
