@@ -3,43 +3,36 @@ from __future__ import annotations
 
 import numpy as np
 
-from rllib_algospace.metrics import EpisodeRecord
-
 
 def run_random_episode(data: str | None = None, split: str = "test", seed: int = 0, episode_length: int = 0, render_every: int = 0) -> dict:
     """Play one episode of ``envs.algospace_market`` with uniformly random
-    actions; returns the episode's metrics and a few facts about the run."""
-    from envs import algospace_market
+    actions (``rllib_algospace.policies.RandomTeamPolicy(seed)``) through the
+    evaluation runner; ``episode_length=0`` runs the whole split from its
+    first bar, otherwise one episode of that many bars from a random start.
+    Returns the episode's metrics and a few facts about the run."""
+    from rllib_algospace.evaluation import run_policy
+    from rllib_algospace.policies import RandomTeamPolicy
 
-    env = algospace_market.parallel_env(data=data, split=split, episode_length=episode_length, random_start=episode_length > 0, render_mode="ansi" if render_every else None)
-    try:
-        observations, infos = env.reset(seed=seed)
-        for agent in env.possible_agents:
-            env.action_space(agent).seed(seed + env.possible_agents.index(agent))
-        record = EpisodeRecord(initial_equity=env.config.initial_equity, bars_per_year=env.market.bars_per_year)
-        start_bar = env.bar_index
-        steps = 0
-        while env.agents:
-            actions = {a: env.action_space(a).sample() for a in env.agents}
-            observations, rewards, terms, truncs, infos = env.step(actions)
-            info = infos["regime"]
-            record.add(info, regime_action=int(actions["regime"]), regime_label=info["regime_label"])
-            steps += 1
-            if render_every and steps % render_every == 0:
-                print(env.render())
-        metrics = record.metrics()
-        metrics.update(
-            {
-                "source": env.market.source,
-                "split": split,
-                "start_bar": start_bar,
-                "steps": steps,
-                "final_equity": record.equity[-1] if record.equity else env.config.initial_equity,
-            }
-        )
-        return metrics
-    finally:
-        env.close()
+    common = {"data": data, "split": split, "seed": seed, "render_every": render_every}
+    if episode_length:
+        run = run_policy(RandomTeamPolicy(seed), episodes=1, episode_length=episode_length, **common)
+    else:
+        run = run_policy(RandomTeamPolicy(seed), full_split=True, **common)
+    metrics = dict(run.metrics)
+    for key in ("episodes", "terminated_early"):
+        metrics.pop(key, None)
+    metrics.update(
+        {
+            "source": run.meta["source"],
+            "split": split,
+            "start_bar": int(run.start_bars[0]),
+            "steps": int(len(run.step_return)),
+            "final_equity": float(run.equity[-1]) if len(run.equity) else run.meta["initial_equity"],
+        }
+    )
+    if run.terminated_early:
+        metrics["terminated_early"] = True
+    return metrics
 
 
 def format_metrics(metrics: dict) -> str:

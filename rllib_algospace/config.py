@@ -1,0 +1,913 @@
+"""Experiment configuration: typed, validated, loaded from YAML, with overrides.
+
+Everything is checked here, before Ray starts: types (strictly: ``true`` is not
+an integer, ``5.0`` is not an integer, integers are fine for float keys),
+ranges, choices, unknown keys (with a "did you mean"), cross-key rules, and the
+``env`` section through :class:`envs.market.config.MarketEnvConfig`. Every
+problem raises :class:`ConfigError`, a ``ValueError`` whose message is one line
+naming the file, the dotted key and the problem::
+
+    tune_configs/x.yaml: algorithm.lr: must be > 0, got -1
+    tune_configs/x.yaml: unknown key algorithm.lrr (did you mean lr?)
+    overrides: algorithm.num_epochs: expected an integer, got 'five'
+
+Usage::
+
+    cfg = load_config("tune_configs/mappo.yaml", {"experiment.stop.training_iteration": 5})
+    cfg.algorithm.lr, cfg.experiment.stop.time_budget, cfg.env_config("train")
+    load_config(None, quick_overrides())      # the one-minute smoke run
+
+This module imports neither Ray nor torch.
+"""
+from __future__ import annotations
+
+import difflib
+import math
+import os
+import re
+from dataclasses import dataclass, field, fields
+from typing import Any, Callable, Iterable, Mapping
+
+import yaml
+
+from envs.market.config import MarketEnvConfig
+
+__all__ = [
+    "ConfigError",
+    "TrainConfig",
+    "ExperimentConfig",
+    "StopConfig",
+    "CheckpointConfig",
+    "WandbConfig",
+    "DataConfig",
+    "AlgorithmConfig",
+    "ResourcesConfig",
+    "EvaluationConfig",
+    "load_config",
+    "parse_duration",
+    "parse_overrides",
+    "quick_overrides",
+    "DATA_PRESETS",
+    "ENV_EXCLUDED_KEYS",
+    "TIMESTEPS_RESULT_KEY",
+]
+
+# Kept in step with envs.data.default.PRESET_NAMES (checked by the tests); not
+# imported from there because that pulls in numpy and h5py.
+DATA_PRESETS = ("simple_markets", "moderate_volatility", "complex_regimes")
+SPLITS = ("train", "val", "test")
+CRITIC_INPUTS = ("state", "concat_obs")
+ACTIVATIONS = ("tanh", "relu")
+SCORE_MODES = ("max", "min")
+# The env keys that the trainer sets itself (data.path, the split of each phase).
+ENV_EXCLUDED_KEYS = {
+    "data": "use data.path instead",
+    "split": "the trainer sets it (train for training, evaluation.split for validation)",
+    "render_mode": "rendering is not available in training",
+}
+# Tune result key of the env steps sampled so far (RLlib new API stack:
+# f"{ENV_RUNNER_RESULTS}/{NUM_ENV_STEPS_SAMPLED_LIFETIME}").
+TIMESTEPS_RESULT_KEY = "env_runners/num_env_steps_sampled_lifetime"
+OVERRIDES_SOURCE = "overrides"
+DEFAULTS_SOURCE = "<defaults>"
+
+
+class ConfigError(ValueError):
+    """A bad experiment configuration; ``str(exc)`` is one line: ``FILE: KEY: PROBLEM``."""
+
+    def __init__(self, message: str, *, source: str | None = None, key: str | None = None):
+        message = " ".join(str(message).split())
+        super().__init__(message)
+        self.source = source
+        self.key = key
+
+
+def _short(value: Any, limit: int = 60) -> str:
+    text = " ".join(repr(value).split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_number(v: Any) -> bool:
+    return (isinstance(v, (int, float)) and not isinstance(v, bool)) and math.isfinite(v)
+
+
+# ---------------------------------------------------------------------------
+# Value kinds: each checks (and converts) one value, or calls fail(problem).
+# ---------------------------------------------------------------------------
+Fail = Callable[[str], Any]
+
+
+def _range_text(lo, hi, lo_open, hi_open) -> str:
+    if lo is not None and hi is not None:
+        return f"in {'(' if lo_open else '['}{lo}, {hi}{')' if hi_open else ']'}"
+    if lo is not None:
+        return f"{'>' if lo_open else '>='} {lo}"
+    return f"{'<' if hi_open else '<='} {hi}"
+
+
+def _check_range(v, fail: Fail, lo, hi, lo_open, hi_open) -> None:
+    bad = (lo is not None and (v <= lo if lo_open else v < lo)) or (hi is not None and (v >= hi if hi_open else v > hi))
+    if bad:
+        fail(f"must be {_range_text(lo, hi, lo_open, hi_open)}, got {_short(v)}")
+
+
+class _Kind:
+    optional = False
+
+    def __call__(self, v: Any, fail: Fail) -> Any:
+        if v is None:
+            if self.optional:
+                return None
+            fail(f"expected {self.expected()}, got null")
+        return self.convert(v, fail)
+
+    def expected(self) -> str:
+        raise NotImplementedError
+
+    def convert(self, v: Any, fail: Fail) -> Any:
+        raise NotImplementedError
+
+    def _type_error(self, v: Any, fail: Fail):
+        fail(f"expected {self.expected()}{' or null' if self.optional else ''}, got {_short(v)}")
+
+
+class Int(_Kind):
+    def __init__(self, lo=None, hi=None, optional=False, hint=""):
+        self.lo, self.hi, self.optional, self.hint = lo, hi, optional, hint
+
+    def expected(self):
+        return "an integer"
+
+    def convert(self, v, fail):
+        if not _is_int(v):
+            self._type_error(v, fail)
+        bad = (self.lo is not None and v < self.lo) or (self.hi is not None and v > self.hi)
+        if bad:
+            fail(f"must be {_range_text(self.lo, self.hi, False, False)}, got {_short(v)}{self.hint}")
+        return int(v)
+
+
+class Float(_Kind):
+    def __init__(self, lo=None, hi=None, lo_open=False, hi_open=False, optional=False):
+        self.lo, self.hi, self.lo_open, self.hi_open, self.optional = lo, hi, lo_open, hi_open, optional
+
+    def expected(self):
+        return "a number"
+
+    def convert(self, v, fail):
+        if not _is_number(v):
+            self._type_error(v, fail)
+        _check_range(v, fail, self.lo, self.hi, self.lo_open, self.hi_open)
+        return float(v)
+
+
+class Bool(_Kind):
+    def __init__(self, optional=False):
+        self.optional = optional
+
+    def expected(self):
+        return "true or false"
+
+    def convert(self, v, fail):
+        if not isinstance(v, bool):
+            self._type_error(v, fail)
+        return v
+
+
+class Str(_Kind):
+    def __init__(self, choices: Iterable[str] | None = None, optional=False, check: Callable[[str], str | None] | None = None):
+        self.choices = tuple(choices) if choices is not None else None
+        self.optional, self.check = optional, check
+
+    def expected(self):
+        return "a string"
+
+    def convert(self, v, fail):
+        if not isinstance(v, str):
+            if self.choices is not None:
+                fail(f"must be one of {', '.join(self.choices)}{', or null' if self.optional else ''}, got {_short(v)}")
+            self._type_error(v, fail)
+        if self.choices is not None and v not in self.choices:
+            near = difflib.get_close_matches(v, self.choices, n=1)
+            hint = f" (did you mean {near[0]}?)" if near else ""
+            fail(f"must be one of {', '.join(self.choices)}, got {_short(v)}{hint}")
+        if self.choices is None and not v.strip():
+            fail("must not be empty")
+        if self.check is not None:
+            problem = self.check(v)
+            if problem:
+                fail(problem)
+        return v
+
+
+class AutoOr(_Kind):
+    """``"auto"`` or a number (``integer=True``: an integer) >= ``lo``."""
+
+    def __init__(self, lo=0, integer=True):
+        self.lo, self.integer = lo, integer
+
+    def expected(self):
+        return f"'auto' or {'an integer' if self.integer else 'a number'} >= {self.lo}"
+
+    def convert(self, v, fail):
+        if v == "auto":
+            return "auto"
+        ok = _is_int(v) if self.integer else _is_number(v)
+        if not ok or v < self.lo:
+            fail(f"expected {self.expected()}, got {_short(v)}")
+        return int(v) if self.integer else float(v)
+
+
+class Hiddens(_Kind):
+    def expected(self):
+        return "a non-empty list of positive integers"
+
+    def convert(self, v, fail):
+        if not isinstance(v, (list, tuple)) or not v or not all(_is_int(x) and x > 0 for x in v):
+            fail(f"expected {self.expected()}, got {_short(v)}")
+        return tuple(int(x) for x in v)
+
+
+class Duration(_Kind):
+    def __init__(self, optional=True):
+        self.optional = optional
+
+    def expected(self):
+        return "a duration"
+
+    def convert(self, v, fail):
+        return _duration(v, fail)
+
+
+class StrMap(_Kind):
+    def __init__(self, optional=False):
+        self.optional = optional
+
+    def expected(self):
+        return "a mapping of names to strings"
+
+    def convert(self, v, fail):
+        if not isinstance(v, Mapping) or not all(isinstance(k, str) and isinstance(x, str) and x.strip() for k, x in v.items()):
+            self._type_error(v, fail)
+        return dict(v)
+
+
+# ---------------------------------------------------------------------------
+# Durations
+# ---------------------------------------------------------------------------
+_NUM = r"(\d+(?:\.\d*)?|\.\d+)"
+_DURATION_RE = re.compile(rf"^(?:{_NUM}d)?(?:{_NUM}h)?(?:{_NUM}(?:m|min))?(?:{_NUM}s)?$")
+_DURATION_HELP = "use e.g. 23h30m, 90m, 45s, 1.5h or a number of seconds"
+
+
+def _duration(value: Any, fail: Fail) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        fail(f"expected a duration ({_DURATION_HELP}), got {_short(value)}")
+    if isinstance(value, str):
+        text = "".join(value.split()).lower()
+        try:
+            seconds = float(text)
+        except ValueError:
+            m = _DURATION_RE.match(text)
+            if not text or m is None or not any(m.groups()):
+                if text.startswith("-"):
+                    fail(f"must be > 0, got {_short(value)}")
+                fail(f"invalid duration {_short(value)} ({_DURATION_HELP})")
+            d, h, mi, s = (float(g) if g else 0.0 for g in m.groups())
+            seconds = ((d * 24 + h) * 60 + mi) * 60 + s
+    else:
+        seconds = float(value)
+    if not math.isfinite(seconds):
+        fail(f"invalid duration {_short(value)} ({_DURATION_HELP})")
+    if seconds <= 0:
+        fail(f"must be > 0, got {_short(value)}")
+    return float(seconds)
+
+
+def parse_duration(value: Any, key: str = "experiment.stop.time_budget", source: str | None = None) -> float:
+    """``"23h30m"`` -> ``84600.0`` seconds; also ``"1h"``, ``"90m"``, ``"45s"``,
+    ``"1h30m15s"``, ``"1.5h"``, ``"2d"``, and plain numbers (seconds).
+
+    Zero, negative and unreadable values raise :class:`ConfigError` naming ``key``.
+    """
+
+    def fail(problem: str):
+        prefix = f"{source}: " if source else ""
+        raise ConfigError(f"{prefix}{key}: {problem}", source=source, key=key)
+
+    return _duration(value, fail)
+
+
+# ---------------------------------------------------------------------------
+# Paths
+# ---------------------------------------------------------------------------
+_URI_RE = re.compile(r"^[A-Za-z][A-Za-z0-9+.\-]*://")
+
+
+def is_uri(path: str) -> bool:
+    """``s3://bucket/x``, ``gs://...``, ``file:///...`` are URIs; ``C:\\x`` and ``~/x`` are not."""
+    return bool(_URI_RE.match(path))
+
+
+def _local_path(path: str) -> str:
+    return os.path.abspath(os.path.expanduser(path))
+
+
+def _storage_path(path: str) -> str:
+    return path if is_uri(path) else _local_path(path)
+
+
+def _check_name(name: str) -> str | None:
+    if "/" in name or "\\" in name or name in (".", ".."):
+        return f"must be a plain folder name (no path separators), got {_short(name)}"
+    return None
+
+
+def _check_local_file_name(path: str) -> str | None:
+    if is_uri(path):
+        return f"must be a local file (URIs are not supported), got {_short(path)}"
+    return None
+
+
+# ---------------------------------------------------------------------------
+# The sections
+# ---------------------------------------------------------------------------
+def _opt(default: Any, kind: _Kind, **kw) -> Any:
+    if isinstance(default, (list, dict)):
+        raise TypeError("use a tuple default")
+    return field(default=default, metadata={"kind": kind}, **kw)
+
+
+def _section(cls: type) -> Any:
+    return field(default_factory=cls, metadata={"section": cls})
+
+
+@dataclass(frozen=True)
+class StopConfig:
+    """When a trial stops: the first of these reached (null = not used; at least one is set)."""
+
+    training_iteration: int | None = _opt(200, Int(lo=1, optional=True))
+    timesteps_total: int | None = _opt(None, Int(lo=1, optional=True))  # env steps sampled
+    time_budget: float | None = _opt(None, Duration(optional=True))  # seconds
+
+    def _cross(self, prefix: str, ctx: "_Ctx") -> None:
+        if self.training_iteration is None and self.timesteps_total is None and self.time_budget is None:
+            ctx.fail(prefix, "set at least one of training_iteration, timesteps_total, time_budget")
+
+    def tune_stop(self) -> dict:
+        """The ``stop`` mapping for Tune (the time budget goes to ``TuneConfig.time_budget_s``)."""
+        stop: dict[str, int] = {}
+        if self.training_iteration is not None:
+            stop["training_iteration"] = self.training_iteration
+        if self.timesteps_total is not None:
+            stop[TIMESTEPS_RESULT_KEY] = self.timesteps_total
+        return stop
+
+
+@dataclass(frozen=True)
+class CheckpointConfig:
+    every_iterations: int = _opt(10, Int(lo=0))  # 0: no periodic checkpoint by iterations
+    every_minutes: float | None = _opt(30.0, Float(lo=0, optional=True))  # 0/null: none by time
+    keep: int | None = _opt(3, Int(lo=1, optional=True))  # best K by score, plus the latest; null keeps all
+    score: str = _opt("val_sharpe", Str())
+    score_mode: str = _opt("max", Str(choices=SCORE_MODES))
+
+
+@dataclass(frozen=True)
+class WandbConfig:
+    enabled: bool = _opt(False, Bool())
+    project: str = _opt("rllib-algospace", Str())
+    group: str | None = _opt(None, Str(optional=True))
+
+
+@dataclass(frozen=True)
+class ExperimentConfig:
+    name: str = _opt("mappo", Str(check=_check_name))
+    storage_path: str = _opt("~/algospace_results", Str())  # local paths: ~ expanded, made absolute
+    seed: int = _opt(0, Int(lo=0))
+    stop: StopConfig = _section(StopConfig)
+    checkpoint: CheckpointConfig = _section(CheckpointConfig)
+    wandb: WandbConfig = _section(WandbConfig)
+    verbose: int = _opt(1, Int(lo=0, hi=3))
+
+    def __post_init__(self):
+        if isinstance(self.storage_path, str) and self.storage_path.strip():
+            object.__setattr__(self, "storage_path", _storage_path(self.storage_path))
+
+    @property
+    def storage_is_uri(self) -> bool:
+        return is_uri(self.storage_path)
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    path: str | None = _opt(None, Str(optional=True, check=_check_local_file_name))  # absolute once loaded
+    preset: str = _opt("simple_markets", Str(choices=DATA_PRESETS))
+
+    def __post_init__(self):
+        if isinstance(self.path, str) and self.path.strip() and not is_uri(self.path):
+            object.__setattr__(self, "path", _local_path(self.path))
+
+
+@dataclass(frozen=True)
+class AlgorithmConfig:
+    centralized_critic: bool = _opt(True, Bool())
+    critic_input: str = _opt("state", Str(choices=CRITIC_INPUTS))
+    lr: float = _opt(3.0e-4, Float(lo=0, lo_open=True))
+    gamma: float = _opt(0.99, Float(lo=0, hi=1, lo_open=True))
+    lambda_: float = _opt(0.95, Float(lo=0, hi=1, lo_open=True))
+    clip_param: float = _opt(0.2, Float(lo=0, lo_open=True))
+    vf_clip_param: float = _opt(10.0, Float(lo=0, lo_open=True))
+    vf_loss_coeff: float = _opt(1.0, Float(lo=0))
+    entropy_coeff: float = _opt(0.01, Float(lo=0))
+    grad_clip: float | None = _opt(0.5, Float(lo=0, lo_open=True, optional=True))  # null: no clipping
+    train_batch_size: int = _opt(4000, Int(lo=1))
+    minibatch_size: int = _opt(256, Int(lo=1))
+    num_epochs: int = _opt(5, Int(lo=1))
+    actor_hiddens: tuple[int, ...] = _opt((128, 128), Hiddens())
+    critic_hiddens: tuple[int, ...] = _opt((256, 256), Hiddens())
+    activation: str = _opt("tanh", Str(choices=ACTIVATIONS))
+    value_normalization: bool = _opt(True, Bool())
+    mixed_precision: bool = _opt(False, Bool())
+
+    _aliases = {"lambda": "lambda_"}
+
+    def __post_init__(self):
+        for name in ("actor_hiddens", "critic_hiddens"):
+            value = getattr(self, name)
+            if isinstance(value, list):
+                object.__setattr__(self, name, tuple(value))
+
+    def _cross(self, prefix: str, ctx: "_Ctx") -> None:
+        if self.minibatch_size > self.train_batch_size:
+            ctx.cross(
+                [f"{prefix}.minibatch_size", f"{prefix}.train_batch_size"],
+                f"{prefix}.minibatch_size ({self.minibatch_size}) must not exceed {prefix}.train_batch_size ({self.train_batch_size})",
+            )
+
+
+@dataclass(frozen=True)
+class ResourcesConfig:
+    num_env_runners: int | str = _opt("auto", AutoOr(lo=0, integer=True))  # "auto": resolved from os.cpu_count() later
+    num_envs_per_env_runner: int = _opt(4, Int(lo=1))
+    num_learners: int = _opt(0, Int(lo=0))
+    num_gpus_per_learner: float | str = _opt("auto", AutoOr(lo=0, integer=False))
+    max_concurrent_trials: int = _opt(1, Int(lo=1))
+
+
+@dataclass(frozen=True)
+class EvaluationConfig:
+    every_iterations: int = _opt(5, Int(lo=0))  # 0: no periodic validation
+    split: str = _opt("val", Str(choices=SPLITS))
+    episodes: int = _opt(2, Int(lo=1))  # ignored when full_split
+    episode_length: int = _opt(2048, Int(lo=1, hint=" (use full_split: true for the whole split)"))
+    full_split: bool = _opt(False, Bool())
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """The whole experiment. Sections: ``experiment``, ``data``, ``env`` (a plain
+    dict of :class:`MarketEnvConfig` keys the user set), ``algorithm``,
+    ``resources``, ``evaluation``. ``source`` names where it came from."""
+
+    experiment: ExperimentConfig = _section(ExperimentConfig)
+    data: DataConfig = _section(DataConfig)
+    env: dict = field(default_factory=dict, metadata={"env": True})
+    algorithm: AlgorithmConfig = _section(AlgorithmConfig)
+    resources: ResourcesConfig = _section(ResourcesConfig)
+    evaluation: EvaluationConfig = _section(EvaluationConfig)
+    source: str = field(default=DEFAULTS_SOURCE, compare=False, repr=False, metadata={"internal": True})
+
+    def __post_init__(self):
+        env = dict(self.env)
+        if isinstance(env.get("tasks"), Mapping):
+            env["tasks"] = {k: (_local_path(v) if isinstance(v, str) and v.strip() and not is_uri(v) else v) for k, v in env["tasks"].items()}
+        object.__setattr__(self, "env", env)
+
+    # -- construction -------------------------------------------------------
+    @classmethod
+    def from_dict(cls, d: Mapping, source: str = "<dict>") -> "TrainConfig":
+        """Build and validate from a nested mapping (as ``to_dict`` gives, or a parsed YAML file)."""
+        return _build_train(d, _Ctx(source))
+
+    def to_dict(self) -> dict:
+        """Plain nested dict (lists, not tuples); ``from_dict(to_dict())`` gives an equal config."""
+        return _to_plain(self)
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.to_dict(), sort_keys=False)
+
+    def with_overrides(self, overrides: Mapping[str, Any] | None) -> "TrainConfig":
+        """A new config with flat dotted-key overrides applied and validated."""
+        return _from_raw(self.to_dict(), self.source, overrides)
+
+    # -- what the trainer needs ---------------------------------------------
+    def env_config(self, split: str = "train", **extra: Any) -> dict:
+        """Keyword arguments of the environment (``envs.algospace_market``) for ``split``.
+
+        ``data`` is ``data.path``; with no path and no ``env.tasks`` the task is
+        ``data.preset``; with ``env.tasks`` and no ``env.task``, the first task.
+        """
+        kw = dict(self.env)
+        if isinstance(kw.get("tasks"), dict):
+            kw["tasks"] = dict(kw["tasks"])
+        kw["data"] = self.data.path
+        kw["split"] = split
+        if kw.get("tasks"):
+            kw.setdefault("task", next(iter(kw["tasks"])))
+        elif self.data.path is None:
+            kw.setdefault("task", self.data.preset)
+        kw.update(extra)
+        return kw
+
+    def eval_env_config(self) -> dict:
+        """Environment keyword arguments for validation: ``evaluation.split``, and
+        either episodes of ``evaluation.episode_length`` bars or (``full_split``)
+        one pass over the whole split from its first bar."""
+        ev = self.evaluation
+        if ev.full_split:
+            return self.env_config(ev.split, episode_length=0, random_start=False)
+        return self.env_config(ev.split, episode_length=ev.episode_length)
+
+    def market_env_config(self, split: str = "train") -> MarketEnvConfig:
+        return MarketEnvConfig.from_kwargs(**self.env_config(split))
+
+    def check_files(self) -> None:
+        """Raise :class:`ConfigError` if ``data.path`` or a file of ``env.tasks`` does not exist."""
+        wanted = []
+        if self.data.path is not None and not self.env.get("tasks"):
+            wanted.append(("data.path", self.data.path))
+        for name, path in (self.env.get("tasks") or {}).items():
+            wanted.append((f"env.tasks.{name}", path))
+        for key, path in wanted:
+            if not os.path.isfile(path):
+                raise ConfigError(f"{self.source}: {key}: file not found: {path}", source=self.source, key=key)
+
+
+def _to_plain(obj: Any) -> Any:
+    if hasattr(obj, "__dataclass_fields__"):
+        return {f.name: _to_plain(getattr(obj, f.name)) for f in fields(obj) if not f.metadata.get("internal")}
+    if isinstance(obj, Mapping):
+        return {k: _to_plain(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_to_plain(v) for v in obj]
+    return obj
+
+
+# ---------------------------------------------------------------------------
+# Validation
+# ---------------------------------------------------------------------------
+class _Ctx:
+    """Where errors come from: the file, or ``overrides`` for overridden keys."""
+
+    def __init__(self, source: str, overridden: Iterable[str] = ()):
+        self.source = source
+        self.overridden = set(overridden)
+
+    def source_of(self, key: str) -> str:
+        for o in self.overridden:
+            if key == o or key.startswith(o + ".") or o.startswith(key + "."):
+                return OVERRIDES_SOURCE
+        return self.source
+
+    def fail(self, key: str, problem: str):
+        src = self.source_of(key)
+        raise ConfigError(f"{src}: {key}: {problem}", source=src, key=key)
+
+    def cross(self, keys: list[str], message: str):
+        src = next((OVERRIDES_SOURCE for k in keys if self.source_of(k) == OVERRIDES_SOURCE), self.source)
+        raise ConfigError(f"{src}: {message}", source=src, key=keys[0])
+
+    def unknown(self, key: str, name: str, known: Iterable[str]):
+        known = sorted(known)
+        near = difflib.get_close_matches(name, known, n=1) if isinstance(name, str) else []
+        hint = f"did you mean {near[0]}?" if near else f"known keys: {', '.join(known)}"
+        src = self.source_of(key)
+        raise ConfigError(f"{src}: unknown key {key} ({hint})", source=src, key=key)
+
+
+def _join(prefix: str, name: str) -> str:
+    return f"{prefix}.{name}" if prefix else name
+
+
+def _as_mapping(raw: Any, key: str, ctx: _Ctx) -> dict:
+    if raw is None:
+        return {}
+    if not isinstance(raw, Mapping):
+        ctx.fail(key, f"expected a mapping, got {_short(raw)}")
+    for k in raw:
+        if not isinstance(k, str):
+            ctx.fail(key, f"keys must be strings, got {_short(k)}")
+    return dict(raw)
+
+
+def _canonical_aliases(cls: type, raw: dict, prefix: str, ctx: _Ctx) -> dict:
+    for alias, canon in getattr(cls, "_aliases", {}).items():
+        if alias in raw:
+            if canon in raw:
+                ctx.cross([_join(prefix, alias), _join(prefix, canon)], f"{_join(prefix, alias)} and {_join(prefix, canon)} are the same key; give one")
+            raw[canon] = raw.pop(alias)
+    return raw
+
+
+def _build_section(cls: type, raw: Any, prefix: str, ctx: _Ctx) -> Any:
+    raw = _canonical_aliases(cls, _as_mapping(raw, prefix, ctx), prefix, ctx)
+    specs = [f for f in fields(cls) if not f.metadata.get("internal")]
+    names = [f.name for f in specs]
+    for name in raw:
+        if name not in names:
+            ctx.unknown(_join(prefix, name), name, names)
+    kwargs = {}
+    for f in specs:
+        if f.name not in raw:
+            continue
+        key = _join(prefix, f.name)
+        if "section" in f.metadata:
+            kwargs[f.name] = _build_section(f.metadata["section"], raw[f.name], key, ctx)
+        else:
+            kwargs[f.name] = f.metadata["kind"](raw[f.name], lambda problem, key=key: ctx.fail(key, problem))
+    obj = cls(**kwargs)
+    cross = getattr(obj, "_cross", None)
+    if cross is not None:
+        cross(prefix, ctx)
+    return obj
+
+
+_ENV_KINDS = {"int": Int, "float": Float, "bool": Bool, "str": Str}
+
+
+def _env_kind(annotation: Any) -> _Kind | None:
+    parts = [p.strip() for p in str(annotation).split("|")]
+    optional = "None" in parts
+    base = [p for p in parts if p != "None"]
+    if len(base) != 1:
+        return None
+    if base[0] in _ENV_KINDS:
+        return _ENV_KINDS[base[0]](optional=optional)
+    if base[0].startswith("dict"):
+        return StrMap(optional=optional)
+    return None
+
+
+_ENV_ERROR_RE = re.compile(r"^environment config (\w+)=.*?: (.*)$", re.S)
+
+
+def _build_env(raw: Any, ctx: _Ctx) -> dict:
+    raw = _as_mapping(raw, "env", ctx)
+    env_fields = {f.name: f for f in fields(MarketEnvConfig)}
+    allowed = [n for n in env_fields if n not in ENV_EXCLUDED_KEYS]
+    out = {}
+    for name, value in raw.items():
+        key = f"env.{name}"
+        if name in ENV_EXCLUDED_KEYS:
+            ctx.fail(key, f"not allowed here: {ENV_EXCLUDED_KEYS[name]}")
+        if name not in env_fields:
+            ctx.unknown(key, name, allowed)
+        kind = _env_kind(env_fields[name].type)
+        out[name] = kind(value, lambda problem, key=key: ctx.fail(key, problem)) if kind is not None else value
+        if name == "tasks" and out[name] is not None:
+            if not out[name]:
+                ctx.fail(key, "must be a non-empty mapping of task names to market files")
+            for task, path in out[name].items():
+                problem = _check_local_file_name(path)
+                if problem:
+                    ctx.fail(f"{key}.{task}", problem)
+    return out
+
+
+def _check_env(cfg: TrainConfig, raw_env: Mapping, ctx: _Ctx) -> None:
+    env, data = cfg.env, cfg.data
+    if env.get("tasks"):
+        if data.path is not None:
+            ctx.cross(["data.path", "env.tasks"], "data.path and env.tasks both name market files; give one (env.tasks is the curriculum)")
+    elif data.path is None and "task" in env and env["task"] != data.preset:
+        ctx.cross(
+            ["env.task", "data.preset"],
+            f"env.task ({env['task']!r}) differs from data.preset ({data.preset!r}); with the default data the task is the preset: set data.preset only",
+        )
+    try:
+        MarketEnvConfig.from_kwargs(**cfg.env_config("train"))
+    except (ValueError, TypeError) as exc:
+        text = " ".join(str(exc).split())
+        m = _ENV_ERROR_RE.match(text)
+        if m is None:
+            ctx.fail("env", text)
+        name, problem = m.group(1), m.group(2)
+        got = raw_env[name] if name in raw_env else cfg.env_config("train").get(name)
+        if name == "task" and "task" not in raw_env and data.path is None and not env.get("tasks"):
+            ctx.fail("data.preset", f"{problem}, got {_short(got)}")
+        ctx.fail(f"env.{name}", f"{problem}, got {_short(got)}")
+
+
+def _build_train(raw: Any, ctx: _Ctx) -> TrainConfig:
+    if not isinstance(raw, Mapping):
+        raise ConfigError(
+            f"{ctx.source}: expected a mapping of sections (experiment, data, env, algorithm, resources, evaluation) at the top level, got {type(raw).__name__}",
+            source=ctx.source,
+        )
+    raw = _as_mapping(raw, "<top level>", ctx)
+    specs = [f for f in fields(TrainConfig) if not f.metadata.get("internal")]
+    names = [f.name for f in specs]
+    for name in raw:
+        if name not in names:
+            ctx.unknown(name, name, names)
+    kwargs = {}
+    for f in specs:
+        if f.name not in raw:
+            continue
+        if f.metadata.get("env"):
+            kwargs[f.name] = _build_env(raw[f.name], ctx)
+        else:
+            kwargs[f.name] = _build_section(f.metadata["section"], raw[f.name], f.name, ctx)
+    cfg = TrainConfig(**kwargs, source=ctx.source)
+    _check_env(cfg, _as_mapping(raw.get("env"), "env", ctx), ctx)
+    score, every = cfg.experiment.checkpoint.score, cfg.evaluation.every_iterations
+    if score.startswith("val_") and every == 0:
+        ctx.cross(
+            ["experiment.checkpoint.score", "evaluation.every_iterations"],
+            f"experiment.checkpoint.score ({score!r}) is a validation metric but evaluation.every_iterations is 0 (validation off)",
+        )
+    return cfg
+
+
+# ---------------------------------------------------------------------------
+# YAML and overrides
+# ---------------------------------------------------------------------------
+class _Loader(yaml.SafeLoader):
+    """Safe YAML loader that reads ``3e-4`` as a number (YAML 1.1 needs ``3.0e-4``)
+    and rejects duplicate keys."""
+
+    def construct_mapping(self, node, deep=False):
+        if isinstance(node, yaml.MappingNode):
+            seen = set()
+            for key_node, _ in node.value:
+                if key_node.tag == "tag:yaml.org,2002:merge":
+                    continue
+                key = self.construct_object(key_node, deep=True)
+                try:
+                    duplicate = key in seen
+                except TypeError:
+                    continue
+                if duplicate:
+                    raise yaml.constructor.ConstructorError(None, None, f"duplicate key {key!r}", key_node.start_mark)
+                seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9_]+)[eE][-+]?[0-9]+$"),
+    list("-+0123456789."),
+)
+
+
+def _yaml_error(source: str, exc: yaml.YAMLError) -> ConfigError:
+    mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
+    problem = getattr(exc, "problem", None) or str(exc)
+    where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
+    return ConfigError(f"{source}: {where}invalid YAML: {problem}", source=source)
+
+
+def _read_yaml(path: str | os.PathLike) -> Any:
+    source = os.fspath(path)
+    try:
+        with open(os.path.expanduser(source), encoding="utf-8") as fh:
+            text = fh.read()
+    except FileNotFoundError:
+        raise ConfigError(f"{source}: file not found", source=source) from None
+    except IsADirectoryError:
+        raise ConfigError(f"{source}: is a folder, not a YAML file", source=source) from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{source}: not UTF-8 text", source=source) from None
+    except OSError as exc:
+        raise ConfigError(f"{source}: cannot read: {exc.strerror or exc}", source=source) from None
+    try:
+        data = yaml.load(text, Loader=_Loader)
+    except yaml.YAMLError as exc:
+        raise _yaml_error(source, exc) from None
+    return {} if data is None else data
+
+
+def _copy_tree(raw: Any) -> Any:
+    if isinstance(raw, Mapping):
+        return {k: _copy_tree(v) for k, v in raw.items()}
+    if isinstance(raw, list):
+        return [_copy_tree(v) for v in raw]
+    return raw
+
+
+def _section_class(path: list[str]) -> type | None:
+    cls: Any = TrainConfig
+    for name in path:
+        spec = {f.name: f for f in fields(cls)}.get(name) if cls is not None else None
+        cls = spec.metadata.get("section") if spec is not None else None
+    return cls
+
+
+def _apply_overrides(raw: Any, source: str, overrides: Mapping[str, Any]) -> tuple[dict, list[str]]:
+    if not isinstance(raw, Mapping):
+        _build_train(raw, _Ctx(source))  # raises the top-level error
+    if not isinstance(overrides, Mapping):
+        raise ConfigError(f"{OVERRIDES_SOURCE}: expected a mapping of dotted keys to values, got {_short(overrides)}", source=OVERRIDES_SOURCE)
+    tree = _copy_tree(raw)
+    keys = []
+    for dotted, value in overrides.items():
+        parts = dotted.split(".") if isinstance(dotted, str) else []
+        if not parts or not all(p.strip() for p in parts):
+            raise ConfigError(f"{OVERRIDES_SOURCE}: bad key {_short(dotted)} (expected a dotted key like algorithm.lr)", source=OVERRIDES_SOURCE)
+        # aliases: the override replaces the key under either name
+        cls = _section_class(parts[:-1])
+        aliases = getattr(cls, "_aliases", {}) if cls is not None else {}
+        canon = aliases.get(parts[-1], parts[-1])
+        node = tree
+        for i, part in enumerate(parts[:-1]):
+            child = node.get(part)
+            if child is None:
+                child = node[part] = {}
+            elif not isinstance(child, dict):
+                where = ".".join(parts[: i + 1])
+                raise ConfigError(
+                    f"{OVERRIDES_SOURCE}: {dotted}: {where} is not a mapping in {source} (it is {_short(child)})", source=OVERRIDES_SOURCE, key=dotted
+                )
+            node = child
+        for alias, target in aliases.items():
+            if target == canon:
+                node.pop(alias, None)
+        node.pop(parts[-1], None)
+        node[canon] = _copy_tree(value)
+        keys.append(".".join(parts[:-1] + [canon]))
+    return tree, keys
+
+
+def _from_raw(raw: Any, source: str, overrides: Mapping[str, Any] | None) -> TrainConfig:
+    if overrides:
+        raw, keys = _apply_overrides(raw, source, overrides)
+        return _build_train(raw, _Ctx(source, keys))
+    return _build_train(raw, _Ctx(source))
+
+
+def load_config(path: str | os.PathLike | None = None, overrides: Mapping[str, Any] | None = None, *, check_files: bool = False) -> TrainConfig:
+    """Load and validate a config.
+
+    ``path``: a YAML file, or ``None`` for the packaged defaults (the same as
+    ``tune_configs/mappo.yaml``). ``overrides``: flat dotted keys applied after
+    the file, e.g. ``{"experiment.stop.training_iteration": 5}``. With
+    ``check_files``, a missing ``data.path`` (or ``env.tasks`` file) is an error too.
+    Raises :class:`ConfigError` (one line) on any problem.
+    """
+    if path is None:
+        raw, source = {}, DEFAULTS_SOURCE
+    else:
+        raw, source = _read_yaml(path), os.fspath(path)
+    cfg = _from_raw(raw, source, overrides)
+    if check_files:
+        cfg.check_files()
+    return cfg
+
+
+def parse_overrides(items: Iterable[str]) -> dict:
+    """``["algorithm.lr=1e-3", "algorithm.actor_hiddens=[64, 64]", "data.path=null"]`` ->
+    a dict of dotted keys; values are read as YAML (so ``5`` is an integer)."""
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, text = str(item).partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise ConfigError(f"{OVERRIDES_SOURCE}: {_short(item)}: expected KEY=VALUE, e.g. algorithm.lr=1e-3", source=OVERRIDES_SOURCE)
+        try:
+            value = yaml.load(text, Loader=_Loader) if text.strip() else None
+        except yaml.YAMLError as exc:
+            problem = getattr(exc, "problem", None) or str(exc)
+            raise ConfigError(f"{OVERRIDES_SOURCE}: {key}: invalid value {_short(text)}: {problem}", source=OVERRIDES_SOURCE, key=key) from None
+        out[key] = value
+    return out
+
+
+def quick_overrides() -> dict:
+    """Overrides for a one-minute smoke run (``tune_configs/quick.yaml`` is the
+    defaults with these applied)."""
+    return {
+        "experiment.name": "quick",
+        "experiment.stop.training_iteration": 2,
+        "experiment.stop.timesteps_total": None,
+        "experiment.stop.time_budget": "10m",
+        "experiment.checkpoint.every_iterations": 1,
+        "experiment.checkpoint.every_minutes": None,
+        "experiment.checkpoint.keep": 1,
+        "env.episode_length": 256,
+        "algorithm.train_batch_size": 512,
+        "algorithm.minibatch_size": 128,
+        "algorithm.num_epochs": 2,
+        "algorithm.actor_hiddens": [32, 32],
+        "algorithm.critic_hiddens": [32, 32],
+        "resources.num_env_runners": 1,
+        "resources.num_envs_per_env_runner": 2,
+        "evaluation.every_iterations": 1,
+        "evaluation.episodes": 1,
+        "evaluation.episode_length": 256,
+        "evaluation.full_split": False,
+    }

@@ -1,0 +1,485 @@
+"""Greedy evaluation of a team policy on the market, against fixed baselines.
+
+Everything here is numpy (plus matplotlib for the figure): a policy is a plain
+callable ``observations -> actions`` (see ``rllib_algospace.policies``).
+
+Conventions
+-----------
+* One step is one base bar. The per-step arrays of an :class:`EvaluationRun`
+  describe the state *after* each step: ``bar`` is the bar at whose close
+  equity was marked (the decision was made at ``bar - 1`` and filled at
+  ``bar``'s open), ``timestamp`` that bar's open time, ``close`` its close.
+* ``regime_label`` of a step is the ground-truth label of the bar the team
+  acted on (``bar - 1``), the label the environment's regime shaping uses;
+  ``-1`` where the data has no labels.
+* ``consensus_rate``: the share of steps with an entry proposal (tactical
+  ``enter_long`` / ``enter_short``) on which structure called the same
+  direction (the joint-action consensus rule). NaN when nothing was proposed.
+* ``regime_accuracy``: share of labelled steps on which regime's call equals
+  the label; NaN without labels.
+* Several episodes: the headline ``metrics`` are computed on the per-step
+  returns of all episodes chained one after the other (one equity curve
+  starting at the initial equity; trades, costs and counts summed over
+  episodes); ``per_episode_mean`` is the mean of each episode's own metrics.
+* ``per_regime``: for each ground-truth label present, the team's results on
+  the steps labelled that regime (see :func:`per_regime_metrics`).
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from envs.market.env import AGENTS
+from envs.market.trading import REGIME_ACTIONS
+from rllib_algospace.metrics import EpisodeRecord
+from rllib_algospace.policies import RuleTeamPolicy, buy_and_hold_policy, flat_policy
+
+RUNNER_KEYS = ("data", "split", "episode_length", "random_start", "render_mode")
+BASELINES = ("buy_and_hold", "flat", "rule")
+
+
+@dataclass
+class EvaluationRun:
+    """The record of one greedy evaluation: per-step arrays (all episodes
+    concatenated, ``episode`` giving each step's episode id), closed trades,
+    per-episode facts, and the metrics."""
+
+    episode: np.ndarray  # int, episode id of each step
+    step: np.ndarray  # int, step number within its episode (0-based)
+    bar: np.ndarray  # int, bar index after the step
+    timestamp: np.ndarray  # int64 epoch seconds (bar open time)
+    close: np.ndarray
+    equity: np.ndarray  # equity after the step; every episode starts at initial_equity
+    step_return: np.ndarray  # equity[i] / equity before the step - 1
+    exposure: np.ndarray  # position value / equity after the step
+    position: np.ndarray  # units held after the step
+    drawdown: np.ndarray  # from the episode's equity peak
+    actions: dict[str, np.ndarray]  # agent -> action taken at each step
+    regime_label: np.ndarray  # label of the bar acted on (-1: none)
+    agreed: np.ndarray  # bool, structure/tactical consensus on an entry
+    entry_proposed: np.ndarray  # bool, tactical proposed an entry
+    trade_pnls: np.ndarray  # net PnL of each closed round trip
+    trade_episode: np.ndarray  # episode id of each closed trade
+    start_bars: np.ndarray  # first bar (the one of the reset observation) of each episode
+    terminated: np.ndarray  # bool per episode: stopped by the equity floor
+    episode_metrics: list[dict]
+    metrics: dict
+    per_episode_mean: dict
+    per_regime: dict
+    meta: dict = field(default_factory=dict)
+
+    @property
+    def n_episodes(self) -> int:
+        return len(self.start_bars)
+
+    @property
+    def terminated_early(self) -> bool:
+        return bool(np.any(self.terminated))
+
+    @property
+    def chained_equity(self) -> np.ndarray:
+        """Equity after each step with episodes chained (see the module docstring)."""
+        return self.meta["initial_equity"] * np.cumprod(1.0 + self.step_return)
+
+    @property
+    def episode_bounds(self) -> np.ndarray:
+        """Index of the first step of each episode in the step arrays."""
+        return np.flatnonzero(np.r_[True, np.diff(self.episode) != 0]) if len(self.episode) else np.zeros(0, dtype=int)
+
+    def summary(self) -> dict:
+        """The headline metrics plus ``per_regime`` and ``per_episode_mean``."""
+        out = dict(self.metrics)
+        out["per_regime"] = {k: dict(v) for k, v in self.per_regime.items()}
+        out["per_episode_mean"] = dict(self.per_episode_mean)
+        return out
+
+    def to_dict(self, steps: bool = False) -> dict:
+        """Plain-Python summary (NaN kept as float NaN; :func:`write_report`
+        turns it into null). ``steps=True`` adds the per-step arrays as lists."""
+        out = {
+            "meta": dict(self.meta),
+            "metrics": dict(self.metrics),
+            "per_episode_mean": dict(self.per_episode_mean),
+            "per_regime": {k: dict(v) for k, v in self.per_regime.items()},
+            "episodes": [
+                {
+                    "episode": i,
+                    "start_bar": int(self.start_bars[i]),
+                    "terminated": bool(self.terminated[i]),
+                    "metrics": dict(self.episode_metrics[i]),
+                }
+                for i in range(self.n_episodes)
+            ],
+        }
+        if steps:
+            out["steps"] = {
+                name: getattr(self, name).tolist()
+                for name in ("episode", "step", "bar", "timestamp", "close", "equity", "step_return", "exposure", "position", "drawdown", "regime_label", "agreed", "entry_proposed")
+            }
+            out["steps"]["actions"] = {a: v.tolist() for a, v in self.actions.items()}
+            out["trade_pnls"] = self.trade_pnls.tolist()
+        return out
+
+
+# -- running ---------------------------------------------------------------------
+def run_policy(
+    policy,
+    *,
+    data: str | os.PathLike | None = None,
+    split: str = "test",
+    episodes: int | None = None,
+    full_split: bool = False,
+    episode_length: int = 1024,
+    seed: int = 0,
+    env_overrides: dict | None = None,
+    render_every: int = 0,
+) -> EvaluationRun:
+    """Run the team ``policy`` greedily on ``envs.algospace_market``.
+
+    ``full_split=True``: one episode from the split's first bar to its last
+    (``random_start=False``, ``episode_length=0``); if the equity floor ends
+    it early, ``run.terminated`` says so. Otherwise ``episodes`` episodes of
+    ``episode_length`` bars from random starts drawn by the environment's
+    generator seeded once with ``seed`` (so the starts depend on ``seed``
+    only, never on the policy); ``episodes=None`` runs as many as fit in the
+    split's length (at least one). ``env_overrides`` are further environment
+    settings (costs, leverage, ...); the keys the runner sets itself
+    (``RUNNER_KEYS``) are refused. ``render_every=N`` prints the
+    environment's text rendering every N steps.
+    """
+    from envs import algospace_market
+
+    overrides = dict(env_overrides or {})
+    clash = sorted(set(overrides) & set(RUNNER_KEYS))
+    if clash:
+        raise ValueError(f"env_overrides may not set {clash[0]!r}; pass it to run_policy instead")
+    if full_split:
+        length, random_start = 0, False
+    else:
+        if not isinstance(episode_length, int) or episode_length <= 0:
+            raise ValueError(f"episode_length must be a positive integer, got {episode_length!r} (use full_split=True for the whole split)")
+        length, random_start = episode_length, True
+    env = algospace_market.parallel_env(
+        data=None if data is None else str(data),
+        split=split,
+        episode_length=length,
+        random_start=random_start,
+        render_mode="ansi" if render_every else None,
+        **overrides,
+    )
+    try:
+        split_start, split_stop = env.market.splits[split]
+        if full_split:
+            n_episodes = 1
+        elif episodes is None:
+            n_episodes = max(1, (split_stop - split_start) // episode_length)
+        else:
+            n_episodes = int(episodes)
+            if n_episodes < 1:
+                raise ValueError(f"episodes must be >= 1, got {episodes!r}")
+        initial = env.config.initial_equity
+        bars_per_year = env.market.bars_per_year
+        cols: dict[str, list] = {k: [] for k in ("episode", "step", "bar", "timestamp", "close", "equity", "step_return", "exposure", "position", "drawdown", "regime_label", "agreed", "entry_proposed")}
+        acts: dict[str, list] = {a: [] for a in AGENTS}
+        trade_pnls: list[float] = []
+        trade_episode: list[int] = []
+        start_bars, terminated, records = [], [], []
+        for ep in range(n_episodes):
+            observations, infos = env.reset(seed=seed if ep == 0 else None)
+            reset = getattr(policy, "reset", None)
+            if callable(reset):
+                reset()
+            start_bars.append(env.bar_index)
+            record = EpisodeRecord(initial_equity=initial, bars_per_year=bars_per_year)
+            previous = infos[AGENTS[0]]
+            done_by_floor = False
+            step = 0
+            while env.agents:
+                raw = policy(observations)
+                try:
+                    actions = {a: int(raw[a]) for a in env.agents}
+                except KeyError as exc:
+                    raise KeyError(f"the policy returned no action for agent {exc.args[0]!r}") from None
+                observations, _, terms, _, infos = env.step(actions)
+                info = infos[AGENTS[0]]
+                label = int(previous["regime_label"])
+                record.add(info, regime_action=actions["regime"], regime_label=label)
+                cols["episode"].append(ep)
+                cols["step"].append(step)
+                cols["bar"].append(info["bar"])
+                cols["timestamp"].append(info["timestamp"])
+                cols["close"].append(info["price"])
+                cols["equity"].append(info["equity"])
+                cols["step_return"].append(info["equity"] / previous["equity"] - 1.0)
+                cols["exposure"].append(info["exposure"])
+                cols["position"].append(info["position"])
+                cols["drawdown"].append(info["drawdown"])
+                cols["regime_label"].append(label)
+                cols["agreed"].append(bool(info["agreed"]))
+                cols["entry_proposed"].append(bool(info["entry_proposed"]))
+                for a in AGENTS:
+                    acts[a].append(actions[a])
+                if info["trade_closed"]:
+                    trade_pnls.append(float(info["trade_pnl"]))
+                    trade_episode.append(ep)
+                done_by_floor = done_by_floor or any(terms.values())
+                previous = info
+                step += 1
+                if render_every and step % render_every == 0:
+                    print(env.render())
+            terminated.append(done_by_floor)
+            records.append(record)
+        meta = {
+            "source": env.market.source,
+            "data": str(env.market.path),
+            "split": split,
+            "split_bounds": [int(split_start), int(split_stop)],
+            "full_split": bool(full_split),
+            "episodes": n_episodes,
+            "episode_length": int(length),
+            "seed": seed,
+            "bars_per_year": float(bars_per_year),
+            "initial_equity": float(initial),
+            "has_labels": bool(env.market.has_labels),
+            "env_overrides": overrides,
+        }
+    finally:
+        env.close()
+
+    dtypes = {"episode": np.int64, "step": np.int64, "bar": np.int64, "timestamp": np.int64, "regime_label": np.int64, "agreed": bool, "entry_proposed": bool}
+    arrays = {k: np.asarray(v, dtype=dtypes.get(k, np.float64)) for k, v in cols.items()}
+    episode_metrics = [r.metrics() for r in records]
+    chained = _chain(records, arrays["step_return"], initial, bars_per_year)
+    metrics = chained.metrics()
+    metrics["episodes"] = n_episodes
+    metrics["terminated_early"] = bool(any(terminated))
+    run = EvaluationRun(
+        **arrays,
+        actions={a: np.asarray(v, dtype=np.int64) for a, v in acts.items()},
+        trade_pnls=np.asarray(trade_pnls, dtype=np.float64),
+        trade_episode=np.asarray(trade_episode, dtype=np.int64),
+        start_bars=np.asarray(start_bars, dtype=np.int64),
+        terminated=np.asarray(terminated, dtype=bool),
+        episode_metrics=episode_metrics,
+        metrics=metrics,
+        per_episode_mean=_mean_metrics(episode_metrics),
+        per_regime={},
+        meta=meta,
+    )
+    run.per_regime = per_regime_metrics(run)
+    return run
+
+
+def _chain(records: list[EpisodeRecord], step_return: np.ndarray, initial: float, bars_per_year: float) -> EpisodeRecord:
+    """One record whose equity curve chains every episode's step returns."""
+    if len(records) == 1:
+        return records[0]
+    chained = EpisodeRecord(initial_equity=initial, bars_per_year=bars_per_year)
+    chained.equity = list(initial * np.cumprod(1.0 + step_return))
+    for r in records:
+        chained.exposure.extend(r.exposure)
+        chained.trade_pnls.extend(r.trade_pnls)
+        chained.agreed += r.agreed
+        chained.entries += r.entries
+        chained.regime_hits += r.regime_hits
+        chained.regime_labelled += r.regime_labelled
+        chained.costs += r.costs
+    return chained
+
+
+def _mean_metrics(episode_metrics: list[dict]) -> dict:
+    """Mean of each numeric metric over episodes, ignoring NaN (NaN when every
+    episode has NaN; inf when any episode has an infinite profit factor)."""
+    out = {}
+    for key in episode_metrics[0] if episode_metrics else ():
+        values = np.asarray([float(m[key]) for m in episode_metrics], dtype=np.float64)
+        finite_or_inf = values[~np.isnan(values)]
+        out[key] = float(np.mean(finite_or_inf)) if len(finite_or_inf) else float("nan")
+    return out
+
+
+def per_regime_metrics(run: EvaluationRun) -> dict[str, dict]:
+    """For each ground-truth regime label present in ``run.regime_label``
+    (keys: ``REGIME_ACTIONS`` names), the team's results on the steps
+    labelled that regime:
+
+    * ``steps`` and ``step_share`` (share of all steps),
+    * ``return``: the compounded return of those steps, ``prod(1 + r) - 1``,
+    * ``return_share``: their share of the run's total log return,
+      ``sum(log(1 + r) on the regime) / sum(log(1 + r))`` (NaN when the total is 0),
+    * ``sharpe``: annualised mean / std of those step returns (0 when the
+      std is 0, NaN with fewer than two steps),
+    * ``exposure``: share of those steps holding a position,
+    * ``regime_accuracy``: share of them on which regime called the label.
+    """
+    labels = run.regime_label
+    r = run.step_return
+    logs = np.log1p(r)
+    total = float(logs.sum())
+    annual = math.sqrt(run.meta["bars_per_year"])
+    out = {}
+    for code in sorted(int(c) for c in np.unique(labels) if c >= 0):
+        mask = labels == code
+        rk = r[mask]
+        n = int(mask.sum())
+        if n >= 2:
+            std = float(rk.std(ddof=1))
+            sharpe = float(rk.mean() / std * annual) if std > 0 else 0.0
+        else:
+            sharpe = float("nan")
+        name = REGIME_ACTIONS[code] if code < len(REGIME_ACTIONS) else str(code)
+        out[name] = {
+            "steps": n,
+            "step_share": n / len(r) if len(r) else float("nan"),
+            "return": float(np.expm1(logs[mask].sum())),
+            "return_share": float(logs[mask].sum() / total) if total != 0.0 else float("nan"),
+            "sharpe": sharpe,
+            "exposure": float(np.mean(np.abs(run.exposure[mask]) > 1e-12)),
+            "regime_accuracy": float(np.mean(run.actions["regime"][mask] == code)),
+        }
+    return out
+
+
+class Comparison(dict):
+    """``{name: metric dict}`` from :func:`evaluate_with_baselines`; the
+    :class:`EvaluationRun` behind each entry is in ``.runs``."""
+
+    runs: dict[str, EvaluationRun]
+
+
+def evaluate_with_baselines(policy, **kwargs) -> Comparison:
+    """Run ``policy`` and the baselines buy-and-hold, flat and the rule team
+    with the same arguments as :func:`run_policy` (so on exactly the same
+    bars and episode starts). Returns ``{"team", "buy_and_hold", "flat",
+    "rule"}`` -> ``EvaluationRun.summary()`` (headline metrics plus
+    ``per_regime`` and ``per_episode_mean``); the runs are in ``.runs``."""
+    policies = {"team": policy, "buy_and_hold": buy_and_hold_policy, "flat": flat_policy, "rule": RuleTeamPolicy()}
+    runs = {name: run_policy(p, **kwargs) for name, p in policies.items()}
+    team = runs["team"]
+    for name, run in runs.items():
+        if not np.array_equal(run.start_bars, team.start_bars):  # pragma: no cover - the env draws starts from the seed only
+            raise RuntimeError(f"baseline {name!r} ran on other episode starts than the team")
+    out = Comparison({name: run.summary() for name, run in runs.items()})
+    out.runs = runs
+    return out
+
+
+# -- report ------------------------------------------------------------------------
+def json_safe(value):
+    """``value`` with NaN/inf as ``None`` and numpy scalars/arrays as Python values."""
+    if isinstance(value, dict):
+        return {str(k): json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return json_safe(value.tolist())
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    if isinstance(value, (int, np.integer)):
+        return int(value)
+    if isinstance(value, (float, np.floating)):
+        v = float(value)
+        return v if math.isfinite(v) else None
+    if value is None or isinstance(value, str):
+        return value
+    return str(value)
+
+
+def _atomic_write(path: Path, write) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            write(fh)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_report(results: dict, run: EvaluationRun, out_dir: str | os.PathLike, *, baseline_runs: dict[str, EvaluationRun] | None = None) -> tuple[Path, Path]:
+    """Write ``evaluation.json`` and ``evaluation.png`` into ``out_dir``
+    (both atomically: a temporary file, then ``os.replace``).
+
+    ``results`` is the metric dicts by name (normally from
+    :func:`evaluate_with_baselines`), ``run`` the team's run. The JSON holds
+    ``meta``, ``results`` and the team's ``episodes``, with NaN/inf as null.
+    The figure has three stacked panels: equity of the team vs buy-and-hold
+    and the rule baseline (the baseline curves come from ``baseline_runs`` or
+    ``results.runs``; left out when neither is there), the team's drawdown,
+    and its exposure; dotted lines mark episode boundaries when there are
+    several. With several episodes the curves chain the episodes' returns.
+    """
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    json_path = out / "evaluation.json"
+    png_path = out / "evaluation.png"
+    team = run.to_dict()
+    document = json_safe({"meta": team["meta"], "results": dict(results), "episodes": team["episodes"]})
+    text = json.dumps(document, indent=2, allow_nan=False) + "\n"
+    _atomic_write(json_path, lambda fh: fh.write(text.encode()))
+    runs = baseline_runs if baseline_runs is not None else getattr(results, "runs", None) or {}
+    figure = _figure(run, runs)
+    _atomic_write(png_path, lambda fh: figure.savefig(fh, format="png", dpi=110))
+    return json_path, png_path
+
+
+def _figure(run: EvaluationRun, baselines: dict[str, EvaluationRun]):
+    # A bare Figure on the Agg canvas: no pyplot, no global backend switch.
+    import matplotlib.dates  # noqa: F401  (registers the datetime64 axis converter)
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    several = run.n_episodes > 1
+    n = len(run.step_return)
+    if several or n == 0:
+        x = np.arange(1, n + 1)
+        xlabel = "step (episodes chained)" if several else "step"
+    else:
+        x = run.timestamp.astype("datetime64[s]")
+        xlabel = "time (UTC)"
+    initial = run.meta["initial_equity"]
+    fig = Figure(figsize=(11, 8.5))
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(3, 1, sharex=True, gridspec_kw={"height_ratios": [3, 1.3, 1.3]})
+    ax_eq, ax_dd, ax_pos = axes
+    ax_eq.plot(x, run.chained_equity / initial, label="team", color="tab:blue", lw=1.2, zorder=3)
+    styles = {"buy_and_hold": ("buy & hold", "tab:gray"), "rule": ("rule baseline", "tab:orange")}
+    for name, (label, color) in styles.items():
+        other = baselines.get(name)
+        if other is not None and len(other.step_return) == n:
+            ax_eq.plot(x, other.chained_equity / initial, label=label, color=color, lw=1.0, alpha=0.85)
+    ax_eq.axhline(1.0, color="black", lw=0.6, alpha=0.5)
+    ax_eq.set_ylabel("equity / initial")
+    m = run.metrics
+    ax_eq.set_title(
+        f"{run.meta['source']} - {run.meta['split']} split, {run.n_episodes} episode(s), {n} steps: "
+        f"return {m['total_return']:+.2%}, Sharpe {m['sharpe']:.2f}, max DD {m['max_drawdown']:.2%}",
+        fontsize=10,
+    )
+    ax_eq.legend(loc="best", fontsize=9)
+    curve = run.chained_equity
+    drawdown = 1.0 - curve / np.maximum.accumulate(np.r_[initial, curve])[1:] if n else np.zeros(0)
+    ax_dd.fill_between(x, -drawdown * 100.0, 0.0, color="tab:red", alpha=0.4, lw=0)
+    ax_dd.set_ylabel("drawdown %")
+    ax_pos.step(x, run.exposure, where="post", color="tab:green", lw=0.9)
+    ax_pos.axhline(0.0, color="black", lw=0.6, alpha=0.5)
+    ax_pos.set_ylabel("exposure")
+    ax_pos.set_xlabel(xlabel)
+    if several:
+        for b in run.episode_bounds[1:]:
+            for ax in axes:
+                ax.axvline(x[b] - 0.5, color="black", ls=":", lw=0.7, alpha=0.6)
+    for ax in axes:
+        ax.grid(alpha=0.25)
+    fig.tight_layout()
+    return fig
+
