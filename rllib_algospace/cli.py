@@ -60,6 +60,62 @@ def _demo(args) -> int:
     return 0
 
 
+def _train(args) -> int:
+    from rllib_algospace.config import load_config, quick_overrides
+
+    overrides = dict(quick_overrides()) if args.quick else {}
+    flags = {
+        "data.path": args.data,
+        "experiment.storage_path": args.storage,
+        "experiment.name": args.name,
+        "experiment.stop.training_iteration": args.stop_iters,
+        "experiment.stop.timesteps_total": args.stop_timesteps,
+        "experiment.stop.time_budget": args.time_budget,
+        "experiment.seed": args.seed,
+    }
+    overrides.update({k: v for k, v in flags.items() if v is not None})
+    if args.wandb:
+        overrides["experiment.wandb.enabled"] = True
+    cfg = load_config(args.config, overrides, check_files=True)
+    from rllib_algospace.training import train
+
+    outcome = train(cfg, resume=args.resume)
+    print(f"experiment: {outcome.experiment_path} ({outcome.iterations} iterations)")
+    if outcome.error:
+        raise CliError(f"training failed: {outcome.error}")
+    if outcome.interrupted:
+        print(f"stopped before the end (time budget or interrupt); continue with: algospace train --resume{' --config ' + args.config if args.config else ''}{' --quick' if args.quick else ''}")
+        return 0
+    print(f"best checkpoint: {outcome.best_checkpoint}")
+    if outcome.best_checkpoint and not args.no_evaluate:
+        from rllib_algospace.evaluate import evaluate_checkpoint, format_comparison
+
+        report = evaluate_checkpoint(outcome.best_checkpoint, split="test")
+        print(f"test split of {report['data']}:")
+        print(format_comparison(report["results"]))
+        print(f"report: {report['json']} and {report['png']}")
+    return 0
+
+
+def _evaluate(args) -> int:
+    from rllib_algospace.evaluate import evaluate_checkpoint, format_comparison
+
+    report = evaluate_checkpoint(
+        args.checkpoint,
+        data=args.data,
+        split=args.split,
+        episodes=args.episodes,
+        full_split=args.full_split or args.episodes is None,
+        episode_length=args.episode_length,
+        out=args.out,
+        seed=args.seed,
+    )
+    print(f"{report['checkpoint']} on the {report['split']} split of {report['data']}:")
+    print(format_comparison(report["results"]))
+    print(f"report: {report['json']} and {report['png']}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     from envs.data.default import PRESET_NAMES
     from envs.data.synthetic import DEFAULT_PRESET
@@ -95,6 +151,32 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=_data_info)
 
+    p = commands.add_parser("train", help="train the team with MAPPO (a Tune experiment); then evaluate the best checkpoint on the test split")
+    p.add_argument("--config", default=None, help="experiment YAML (default: the settings of tune_configs/mappo.yaml)")
+    p.add_argument("--data", default=None, help="market file (default: the embedded synthetic data)")
+    p.add_argument("--storage", default=None, help="results folder, mounted Drive folder or URI (experiment.storage_path)")
+    p.add_argument("--name", default=None, help="experiment name (experiment.name)")
+    p.add_argument("--stop-iters", type=int, default=None, help="stop after N training iterations")
+    p.add_argument("--stop-timesteps", type=int, default=None, help="stop after N env steps sampled")
+    p.add_argument("--time-budget", default=None, help="stop with a checkpoint before this much wall time, e.g. 23h30m")
+    p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--resume", action="store_true", help="continue the interrupted or killed experiment of the same name")
+    p.add_argument("--wandb", action="store_true", help="log to Weights & Biases (offline without a key)")
+    p.add_argument("--quick", action="store_true", help="a one-minute smoke run")
+    p.add_argument("--no-evaluate", action="store_true", help="skip the test-split evaluation at the end")
+    p.set_defaults(func=_train)
+
+    p = commands.add_parser("evaluate", help="evaluate a checkpoint against buy-and-hold, flat and a rule baseline")
+    p.add_argument("checkpoint", help="checkpoint folder (or a trial/experiment folder: its newest checkpoint)")
+    p.add_argument("--data", default=None, help="market file prepared the same way (default: the data it was trained on)")
+    p.add_argument("--split", default="test", choices=("train", "val", "test"))
+    p.add_argument("--episodes", type=int, default=None, help="N episodes from random starts instead of the whole split")
+    p.add_argument("--full-split", action="store_true", help="one pass over the whole split (the default)")
+    p.add_argument("--episode-length", type=int, default=1024, help="bars per episode with --episodes")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", default=None, help="folder for evaluation.json and evaluation.png (default: beside the checkpoint)")
+    p.set_defaults(func=_evaluate)
+
     p = commands.add_parser("demo", help="one episode with random actions on the default data, with its trading metrics")
     p.add_argument("--data", default=None, help="market file (default: the embedded synthetic data)")
     p.add_argument("--split", default="test", choices=("train", "val", "test"))
@@ -111,6 +193,9 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
+    except KeyboardInterrupt:
+        print("algospace: interrupted", file=sys.stderr)
+        return 130
     except (DataError, CliError) as exc:
         print(f"algospace: error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT

@@ -904,7 +904,7 @@ def quick_overrides() -> dict:
         "algorithm.num_epochs": 2,
         "algorithm.actor_hiddens": [32, 32],
         "algorithm.critic_hiddens": [32, 32],
-        "resources.num_env_runners": 1,
+        "resources.num_env_runners": 0,
         "resources.num_envs_per_env_runner": 2,
         "evaluation.every_iterations": 1,
         "evaluation.episodes": 1,

@@ -65,6 +65,21 @@ PORTFOLIO_FEATURES = (
     "trades",  # log(1 + closed round trips) / 2
     "win_rate",  # share of closed round trips that won (0.5 before the first)
 )
+# Running totals of the episode so far, in every step's infos, so that the
+# metrics of an episode can be read from its last step alone.
+EPISODE_STATS = (
+    "ep_steps",
+    "ep_return_sum",  # of simple per-step returns of equity
+    "ep_return_sq_sum",
+    "ep_max_drawdown",
+    "ep_agreed",  # steps on which structure and tactical agreed on an entry
+    "ep_entries",  # steps on which tactical proposed an entry
+    "ep_exposed_steps",
+    "ep_regime_hits",
+    "ep_regime_labelled",
+    "ep_gross_win",  # of closed round trips
+    "ep_gross_loss",
+)
 STATE_ROWS = {"regime": 4, "structure": 4, "tactical": 10}
 VOL_DECAY = 0.97  # EWMA of squared close-to-close log returns (about 33 bars)
 VOL_WARMUP_BARS = 32
@@ -168,6 +183,7 @@ class AlgoSpaceMarketEnv(ParallelEnv):
         self._drawdown = 0.0
         self._time_in_trade = 0
         self._last = {a: -1 for a in AGENTS}
+        self._episode = dict.fromkeys(EPISODE_STATS, 0.0)
         last = min(stop - 1, self._t + length) if length else stop - 1
         self._span = EpisodeSpan(self._data, self._t, last)
         self._vol_var = self._initial_variance(self._t)
@@ -219,7 +235,23 @@ class AlgoSpaceMarketEnv(ParallelEnv):
         team = step_pnl / cfg.initial_equity * scale - cfg.drawdown_penalty * max(0.0, drawdown - self._drawdown) * scale
         self._drawdown = drawdown
 
-        rewards = self._rewards(act, team, agreed, exposure, t - 1)
+        label = sp.label[t - 1 - sp.base_lo]
+        ep = self._episode
+        step_return = step_pnl / (equity - step_pnl)
+        ep["ep_steps"] += 1
+        ep["ep_return_sum"] += step_return
+        ep["ep_return_sq_sum"] += step_return * step_return
+        ep["ep_max_drawdown"] = max(ep["ep_max_drawdown"], drawdown)
+        ep["ep_agreed"] += agreed
+        ep["ep_entries"] += entry
+        ep["ep_exposed_steps"] += account.units != 0.0
+        if label >= 0:
+            ep["ep_regime_labelled"] += 1
+            ep["ep_regime_hits"] += act["regime"] == label
+        if trade_closed:
+            pnl = account.last_closed_pnl
+            ep["ep_gross_win" if pnl > 0 else "ep_gross_loss"] += abs(pnl)
+        rewards = self._rewards(act, team, agreed, exposure, label)
         self._last = act
         terminated = equity < cfg.equity_floor * cfg.initial_equity
         truncated = (cfg.episode_length and self._steps >= cfg.episode_length) or t >= self._split[1] - 1
@@ -367,12 +399,11 @@ class AlgoSpaceMarketEnv(ParallelEnv):
         return {"regime": regime, "structure": structure, "tactical": tactical, "risk": risk}
 
     # -- rewards and infos ------------------------------------------------------
-    def _rewards(self, act: dict, team: float, agreed: bool, exposure: float, t: int) -> dict[str, float]:
+    def _rewards(self, act: dict, team: float, agreed: bool, exposure: float, label: int) -> dict[str, float]:
         cfg = self.config
         w = cfg.w_shared
         if w == 1.0:
             return {a: team for a in AGENTS}
-        label = self._span.label[t - self._span.base_lo]
         regime_shaping = 0.0 if label < 0 else (cfg.regime_accuracy_bonus if act["regime"] == label else -cfg.regime_accuracy_bonus)
         consensus = cfg.consensus_bonus if agreed else 0.0
         breach = self._drawdown > cfg.drawdown_limit and exposure != 0.0 and act["risk"] == ALLOW
@@ -410,6 +441,7 @@ class AlgoSpaceMarketEnv(ParallelEnv):
             "entry_proposed": entry,
             "actions": dict(self._last),
             "task": self._task,
+            **self._episode,
         }
 
     def _render_line(self, act: dict) -> str:

@@ -1,0 +1,73 @@
+"""``algospace evaluate``: a trained team against buy-and-hold, flat and the rule
+baseline on the same bars, with a JSON report and a PNG of equity, drawdown
+and position."""
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+
+from rllib_algospace.team_policy import ModuleTeamPolicy, checkpoint_metadata, find_checkpoint
+
+# Env keys the evaluation sets itself, or that only training uses.
+_NOT_CARRIED = {"data", "split", "episode_length", "random_start", "render_mode", "state_in_obs", "task", "tasks", "in_memory"}
+SUMMARY_KEYS = ("total_return", "sharpe", "sortino", "calmar", "max_drawdown", "win_rate", "profit_factor", "trades", "exposure", "consensus_rate", "regime_accuracy")
+
+
+def evaluate_checkpoint(
+    checkpoint: str | os.PathLike,
+    *,
+    data: str | None = None,
+    split: str = "test",
+    episodes: int | None = None,
+    full_split: bool = False,
+    episode_length: int = 1024,
+    out: str | os.PathLike | None = None,
+    seed: int = 0,
+) -> dict:
+    """Evaluate the team of ``checkpoint`` greedily on ``split`` of the data it
+    was trained on (or of ``data``); returns the results and the report paths."""
+    from rllib_algospace.evaluation import evaluate_with_baselines, write_report
+
+    checkpoint = find_checkpoint(checkpoint)
+    meta = checkpoint_metadata(checkpoint)
+    env_config = meta.get("env_config", {})
+    data = data or env_config.get("data")
+    overrides = {k: v for k, v in env_config.items() if k not in _NOT_CARRIED}
+    policy = ModuleTeamPolicy.from_checkpoint(checkpoint)
+    if not full_split and episodes is None:
+        full_split = True  # the default: one pass over the whole split
+    results = evaluate_with_baselines(
+        policy,
+        data=data,
+        split=split,
+        episodes=episodes,
+        full_split=full_split,
+        episode_length=episode_length,
+        seed=seed,
+        env_overrides=overrides,
+    )
+    out_dir = Path(out) if out else checkpoint / f"evaluation_{split}"
+    json_path, png_path = write_report(results, results.runs["team"], out_dir)
+    return {"checkpoint": str(checkpoint), "data": data, "split": split, "results": dict(results), "json": str(json_path), "png": str(png_path)}
+
+
+def format_comparison(results: dict) -> str:
+    """A table: one row per metric, one column per policy."""
+    names = list(results)
+    lines = [f"{'metric':<16}" + "".join(f"{n:>14}" for n in names)]
+    percent = {"total_return", "max_drawdown", "win_rate", "exposure", "consensus_rate", "regime_accuracy"}
+    for key in SUMMARY_KEYS:
+        cells = []
+        for n in names:
+            value = results[n].get(key, math.nan)
+            if value is None or (isinstance(value, float) and math.isnan(value)):
+                cells.append("n/a")
+            elif key in percent:
+                cells.append(f"{value:.2%}")
+            elif key == "trades":
+                cells.append(f"{int(value)}")
+            else:
+                cells.append(f"{value:.3f}")
+        lines.append(f"{key:<16}" + "".join(f"{c:>14}" for c in cells))
+    return "\n".join(lines)

@@ -1,0 +1,9 @@
+"""Multi-agent PPO with a centralized critic (MAPPO) on RLlib's new API stack.
+
+``MAPPOConfig().mappo(centralized_critic=False)`` is the same algorithm as
+independent PPO with per-agent critics: the baseline of every comparison.
+"""
+from rllib_algospace.mappo.algorithm import MAPPO, MAPPOConfig, MAPPOTorchLearner
+from rllib_algospace.mappo.modules import CRITIC_ID, ActorCriticModule, ActorModule, SharedCriticModule
+
+__all__ = ["MAPPO", "MAPPOConfig", "MAPPOTorchLearner", "CRITIC_ID", "ActorModule", "ActorCriticModule", "SharedCriticModule"]

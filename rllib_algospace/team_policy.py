@@ -1,0 +1,93 @@
+"""The trained team as a plain policy: RLModules from a checkpoint, no Tune, no
+env runners, no env registration.
+
+A checkpoint may be named by its own folder, by a trial folder or by an
+experiment folder (then its newest checkpoint is used).
+"""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+
+METADATA_FILE = "algospace.json"
+
+
+class CheckpointError(ValueError):
+    """A path that holds no usable team checkpoint (one-line message)."""
+
+
+def find_checkpoint(path: str | os.PathLike) -> Path:
+    """The checkpoint folder at ``path``, or the newest one below it."""
+    path = Path(path).expanduser()
+    if not path.exists():
+        raise CheckpointError(f"{path}: no such checkpoint or folder")
+    if (path / METADATA_FILE).exists():
+        return path
+    found = sorted(path.rglob(METADATA_FILE), key=lambda p: p.stat().st_mtime)
+    if not found:
+        raise CheckpointError(f"{path}: no algospace checkpoint in it (expected a folder with {METADATA_FILE})")
+    return found[-1].parent
+
+
+def checkpoint_metadata(checkpoint: str | os.PathLike) -> dict:
+    checkpoint = find_checkpoint(checkpoint)
+    with open(checkpoint / METADATA_FILE) as f:
+        return json.load(f)
+
+
+def load_team_modules(checkpoint: str | os.PathLike) -> dict:
+    """``{agent: RLModule}`` (the actors only) from a checkpoint."""
+    from ray.rllib.core.rl_module.rl_module import RLModule
+
+    checkpoint = find_checkpoint(checkpoint)
+    meta = checkpoint_metadata(checkpoint)
+    modules = {}
+    for agent in meta["agents"]:
+        module_dir = checkpoint / meta["modules_dir"] / agent
+        if not module_dir.exists():
+            raise CheckpointError(f"{checkpoint}: module {agent!r} missing ({module_dir})")
+        module = RLModule.from_checkpoint(str(module_dir))
+        module.eval()
+        modules[agent] = module
+    return modules
+
+
+class ModuleTeamPolicy:
+    """Greedy team policy over RLModules: ``policy(observations) -> actions``.
+
+    ``observations`` are the env's plain per-agent vectors; the actors read only
+    their own observation (never the global state).
+    """
+
+    def __init__(self, modules: dict, *, greedy: bool = True):
+        import torch
+
+        self._torch = torch
+        self.modules = modules
+        self.greedy = greedy
+
+    @classmethod
+    def from_checkpoint(cls, checkpoint: str | os.PathLike) -> "ModuleTeamPolicy":
+        return cls(load_team_modules(checkpoint))
+
+    def logits(self, observations: dict) -> dict[str, np.ndarray]:
+        torch = self._torch
+        out = {}
+        with torch.no_grad():
+            for agent, obs in observations.items():
+                x = torch.as_tensor(np.asarray(obs, dtype=np.float32)[None])
+                out[agent] = self.modules[agent].forward_inference({"obs": x})["action_dist_inputs"][0].numpy()
+        return out
+
+    def probabilities(self, observations: dict) -> dict[str, np.ndarray]:
+        result = {}
+        for agent, logits in self.logits(observations).items():
+            e = np.exp(logits - logits.max())
+            result[agent] = e / e.sum()
+        return result
+
+    def __call__(self, observations: dict) -> dict[str, int]:
+        return {agent: int(np.argmax(logits)) for agent, logits in self.logits(observations).items()}

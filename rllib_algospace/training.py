@@ -1,0 +1,359 @@
+"""``algospace train``: a Tune experiment around MAPPO.
+
+Tune owns trials, checkpoints (every N iterations, every M minutes, at the end;
+best K by validation Sharpe plus the latest), resume and logging; this module
+only turns a validated ``TrainConfig`` into an ``AlgorithmConfig`` and a
+``Tuner``. Ray is imported here, never at package import.
+"""
+from __future__ import annotations
+
+import logging
+import math
+import os
+import signal
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from rllib_algospace.config import TrainConfig
+
+logger = logging.getLogger(__name__)
+
+AGENTS = ("regime", "structure", "tactical", "risk")
+# Seconds kept in hand when a time budget ends the session: one more iteration
+# plus writing its checkpoint must fit in it.
+BUDGET_SAFETY_S = 60.0
+
+
+@dataclass
+class ResolvedResources:
+    num_env_runners: int
+    num_gpus_per_learner: float
+    notes: list[str]
+
+
+def resolve_resources(cfg: TrainConfig) -> ResolvedResources:
+    """Fill in ``auto`` from this machine, saying why: a trial whose requests
+    exceed the machine waits forever (RLlib's default of 2 env runners does on 2 cores)."""
+    res = cfg.resources
+    cpus = os.cpu_count() or 1
+    notes = []
+    if res.num_env_runners == "auto":
+        # The driver/learner needs a core; each env runner another one.
+        runners = 0 if cpus <= 2 else min(cpus - 1 - res.num_learners, 8)
+        runners = max(0, runners)
+        notes.append(f"num_env_runners=auto -> {runners} ({cpus} CPUs: {'sampling in the learner process' if runners == 0 else 'one core each, one kept for the learner'})")
+    else:
+        runners = int(res.num_env_runners)
+    gpus_visible = _gpu_count()
+    if res.num_gpus_per_learner == "auto":
+        gpus = 1.0 if gpus_visible else 0.0
+        notes.append(f"num_gpus_per_learner=auto -> {gpus:g} ({gpus_visible} GPU(s) visible)")
+    else:
+        gpus = float(res.num_gpus_per_learner)
+    needed = 1 + runners + res.num_learners
+    if needed > cpus:
+        notes.append(f"warning: the trial asks for {needed} CPUs and this machine has {cpus}; it may wait for resources")
+    return ResolvedResources(runners, gpus, notes)
+
+
+def _gpu_count() -> int:
+    try:
+        import torch
+
+        return torch.cuda.device_count()
+    except Exception:
+        return 0
+
+
+def dataset_path(cfg: TrainConfig) -> str:
+    """The market file to train on; the default data is generated here, before
+    Ray starts, so env runners never race to build it."""
+    if cfg.data.path:
+        return cfg.data.path
+    from envs.data.default import default_dataset_path
+
+    return str(default_dataset_path(cfg.data.preset))
+
+
+def agent_to_module(agent_id, episode=None, **kwargs):
+    """One module (policy) per agent, named after it."""
+    return agent_id
+
+
+def build_algorithm_config(cfg: TrainConfig, *, data_path: str | None = None, resources: ResolvedResources | None = None):
+    """The ``MAPPOConfig`` of a ``TrainConfig`` (independent PPO when
+    ``algorithm.centralized_critic`` is false)."""
+    from envs.market.env import AlgoSpaceMarketEnv
+    from rllib_algospace.callbacks import TeamMetricsCallback
+    from rllib_algospace.mappo import MAPPOConfig
+    from rllib_algospace.rllib_env import STATE_IN_OBS_KEY, register
+
+    env_name = register()
+    resources = resources or resolve_resources(cfg)
+    data_path = data_path or dataset_path(cfg)
+    algo = cfg.algorithm
+    state_in_obs = algo.centralized_critic and algo.critic_input == "state"
+    overrides = {STATE_IN_OBS_KEY: state_in_obs}
+    if not cfg.env.get("tasks"):
+        overrides["data"] = data_path  # the default data, resolved before Ray starts
+    env_config = cfg.env_config(split="train", **overrides)
+    probe = AlgoSpaceMarketEnv(**{k: v for k, v in env_config.items() if k != STATE_IN_OBS_KEY})
+    state_dim = int(probe.state_space.shape[0])
+    probe.close()
+
+    amp = None
+    if algo.mixed_precision:
+        if resources.num_gpus_per_learner > 0 and _gpu_count() > 0:
+            amp = "fp16"
+        else:
+            logger.warning("algorithm.mixed_precision is on but the learner has no GPU: ignored (training in float32)")
+
+    config = (
+        MAPPOConfig()
+        .environment(env_name, env_config=env_config)
+        .framework("torch", torch_skip_nan_gradients=amp is not None)
+        .env_runners(
+            num_env_runners=resources.num_env_runners,
+            num_envs_per_env_runner=cfg.resources.num_envs_per_env_runner,
+            rollout_fragment_length="auto",
+        )
+        .learners(num_learners=cfg.resources.num_learners, num_gpus_per_learner=resources.num_gpus_per_learner)
+        .multi_agent(policies=set(AGENTS), policy_mapping_fn=agent_to_module)
+        .rl_module(model_config={"hiddens": list(algo.actor_hiddens), "activation": algo.activation})
+        .training(
+            lr=algo.lr,
+            gamma=algo.gamma,
+            lambda_=algo.lambda_,
+            clip_param=algo.clip_param,
+            vf_clip_param=algo.vf_clip_param,
+            vf_loss_coeff=algo.vf_loss_coeff,
+            entropy_coeff=algo.entropy_coeff,
+            grad_clip=algo.grad_clip,
+            train_batch_size_per_learner=algo.train_batch_size,
+            minibatch_size=algo.minibatch_size,
+            num_epochs=algo.num_epochs,
+        )
+        .mappo(
+            centralized_critic=algo.centralized_critic,
+            critic_input="state_obs" if algo.critic_input == "state" else "concat_obs",
+            state_dim=state_dim,
+            agent_order=list(AGENTS),
+            critic_hiddens=list(algo.critic_hiddens),
+            critic_activation=algo.activation,
+            value_norm=algo.value_normalization,
+            critic_loss_coeff=algo.vf_loss_coeff,
+            mappo_amp=amp,
+        )
+        .callbacks(TeamMetricsCallback.with_checkpoint_minutes(cfg.experiment.checkpoint.every_minutes))
+        .debugging(seed=cfg.experiment.seed)
+    )
+    if amp is not None:
+        import torch
+
+        config.experimental(_torch_grad_scaler_class=torch.amp.GradScaler)
+    ev = cfg.evaluation
+    if ev.every_iterations > 0:
+        eval_env = {**cfg.eval_env_config(), **overrides}
+        config.evaluation(
+            evaluation_interval=ev.every_iterations,
+            evaluation_duration=1 if ev.full_split else ev.episodes,
+            evaluation_duration_unit="episodes",
+            evaluation_num_env_runners=0,
+            evaluation_config=MAPPOConfig.overrides(env_config=eval_env, explore=False),
+        )
+    return config
+
+
+# -- driver-side Tune callbacks ------------------------------------------------
+
+_SESSION = {"time_budget_s": None, "started": None}
+
+
+def _tune_callback_base():
+    from ray.tune import Callback
+
+    return Callback
+
+
+def _make_progress_callback():
+    from ray.tune.result import SHOULD_CHECKPOINT
+
+    class ProgressAndBudget(_tune_callback_base()):
+        """Prints one progress line per iteration; when this session's time
+        budget would run out before another iteration, asks for a checkpoint
+        and then interrupts the experiment the way Ctrl+C does, so the trial
+        stays unfinished and ``--resume`` continues it."""
+
+        def setup(self, **info):
+            _SESSION["started"] = time.monotonic()
+            self._stopping = False
+
+        def on_trial_result(self, iteration, trials, trial, result, **info):
+            started = _SESSION["started"] or time.monotonic()
+            elapsed = time.monotonic() - started
+            budget = _SESSION["time_budget_s"]
+            env_runners = result.get("env_runners", {})
+            line = (
+                f"[{trial.trial_id}] iter {result.get('training_iteration', 0):>4} | "
+                f"steps {int(result.get('num_env_steps_sampled_lifetime', env_runners.get('num_env_steps_sampled_lifetime', 0))):>9,} | "
+                f"team return {env_runners.get('episode_return_mean', math.nan) / len(AGENTS):+.3f} | "
+                f"train Sharpe {env_runners.get('sharpe', math.nan):+.2f} | val Sharpe {result.get('val_sharpe', math.nan):+.2f} | "
+                f"{_hms(elapsed)} elapsed"
+            )
+            if budget:
+                line += f", {_hms(max(0.0, budget - elapsed))} left in budget"
+                iteration_s = float(result.get("time_this_iter_s", 0.0))
+                if not self._stopping and elapsed + 2 * iteration_s + BUDGET_SAFETY_S >= budget:
+                    self._stopping = True
+                    result[SHOULD_CHECKPOINT] = True
+                    line += " -> time budget reached: checkpointing and stopping"
+            print(line, flush=True)
+
+        def on_checkpoint(self, iteration, trials, trial, checkpoint, **info):
+            if self._stopping:
+                print(f"checkpoint saved at {checkpoint.path}; stopping for the time budget (resume with --resume)", flush=True)
+                os.kill(os.getpid(), signal.SIGUSR1)  # Tune's graceful interrupt
+
+    return ProgressAndBudget()
+
+
+def _hms(seconds: float) -> str:
+    seconds = int(seconds)
+    h, rest = divmod(seconds, 3600)
+    m, s = divmod(rest, 60)
+    return f"{h}h{m:02d}m{s:02d}s" if h else f"{m}m{s:02d}s"
+
+
+def _wandb_callback(cfg: TrainConfig):
+    """W&B through Tune's logger callback; offline without a key or network,
+    and never a reason for the run to fail."""
+    if not cfg.experiment.wandb.enabled:
+        return None
+    try:
+        from ray.air.integrations.wandb import WandbLoggerCallback
+    except Exception as exc:  # pragma: no cover - wandb missing
+        logger.warning("Weights & Biases is not available (%s); continuing without it", exc)
+        return None
+    if not os.environ.get("WANDB_API_KEY") and os.environ.get("WANDB_MODE") != "online":
+        os.environ["WANDB_MODE"] = "offline"
+        print("wandb: no WANDB_API_KEY; logging offline (sync later with `wandb sync`)")
+    try:
+        return WandbLoggerCallback(project=cfg.experiment.wandb.project, group=cfg.experiment.wandb.group or cfg.experiment.name)
+    except Exception as exc:
+        logger.warning("could not set up Weights & Biases (%s); continuing without it", exc)
+        return None
+
+
+# -- the experiment -------------------------------------------------------------
+
+
+@dataclass
+class TrainOutcome:
+    experiment_path: str
+    best_checkpoint: str | None
+    latest_checkpoint: str | None
+    iterations: int
+    interrupted: bool
+    error: str | None
+    metrics: dict
+
+
+def experiment_path(cfg: TrainConfig) -> str:
+    return f"{cfg.experiment.storage_path.rstrip('/')}/{cfg.experiment.name}"
+
+
+def train(cfg: TrainConfig, *, resume: bool = False) -> TrainOutcome:
+    """Run (or, with ``resume``, continue) the experiment described by ``cfg``."""
+    import ray
+    from ray import tune
+
+    from rllib_algospace.mappo import MAPPO
+    from rllib_algospace.rllib_env import register
+
+    resources = resolve_resources(cfg)
+    for note in resources.notes:
+        print(note)
+    data_path = dataset_path(cfg)
+    print(f"data: {data_path}")
+    path = experiment_path(cfg)
+    _SESSION["time_budget_s"] = cfg.experiment.stop.time_budget
+    callbacks = [_make_progress_callback()]
+    wandb_cb = _wandb_callback(cfg)
+    if wandb_cb is not None:
+        callbacks.append(wandb_cb)
+
+    if not ray.is_initialized():
+        ray.init(include_dashboard=False, log_to_driver=cfg.experiment.verbose >= 2, configure_logging=False)
+    register()
+    if resume:
+        if not tune.Tuner.can_restore(path):
+            raise FileNotFoundError(f"{path}: no experiment to resume there (run without --resume first)")
+        print(f"resuming {path}")
+        tuner = tune.Tuner.restore(path, trainable=MAPPO, resume_unfinished=True, resume_errored=True)
+        _replace_driver_callbacks(tuner, callbacks)
+    else:
+        tuner = tune.Tuner(
+            MAPPO,
+            param_space=build_algorithm_config(cfg, data_path=data_path, resources=resources),
+            tune_config=tune.TuneConfig(trial_dirname_creator=_trial_dirname, max_concurrent_trials=cfg.resources.max_concurrent_trials),
+            run_config=run_config(cfg, callbacks),
+        )
+    grid = tuner.fit()
+    return _outcome(cfg, path, grid)
+
+
+def run_config(cfg: TrainConfig, callbacks: list):
+    from ray import tune
+
+    ck = cfg.experiment.checkpoint
+    return tune.RunConfig(
+        name=cfg.experiment.name,
+        storage_path=cfg.experiment.storage_path,
+        stop=cfg.experiment.stop.tune_stop(),
+        checkpoint_config=tune.CheckpointConfig(
+            num_to_keep=None if ck.keep is None else ck.keep + 1,  # best K plus the latest
+            checkpoint_score_attribute=ck.score,
+            checkpoint_score_order=ck.score_mode,
+            checkpoint_frequency=ck.every_iterations,
+            checkpoint_at_end=True,
+        ),
+        failure_config=tune.FailureConfig(max_failures=1),
+        callbacks=callbacks,
+        # Our progress line replaces Tune's tables at the default verbosity.
+        verbose=0 if cfg.experiment.verbose <= 1 else cfg.experiment.verbose - 1,
+    )
+
+
+def _replace_driver_callbacks(tuner, callbacks: list) -> None:
+    """A restored experiment brings its pickled driver callbacks; this session's
+    (fresh time budget, progress) replace ours among them."""
+    internal = tuner._local_tuner
+    run_cfg = internal.get_run_config()
+    kept = [cb for cb in (run_cfg.callbacks or []) if type(cb).__name__ not in {type(c).__name__ for c in callbacks}]
+    run_cfg.callbacks = kept + callbacks
+
+
+def _trial_dirname(trial) -> str:
+    return f"{trial.trainable_name}_{trial.trial_id}"
+
+
+def _outcome(cfg: TrainConfig, path: str, grid) -> TrainOutcome:
+    result = grid[0]
+    metrics = result.metrics or {}
+    best = None
+    try:
+        best_ckpt = result.get_best_checkpoint(cfg.experiment.checkpoint.score, cfg.experiment.checkpoint.score_mode)
+        best = best_ckpt.path if best_ckpt else None
+    except Exception:
+        best = None
+    latest = result.checkpoint.path if result.checkpoint else None
+    return TrainOutcome(
+        experiment_path=path,
+        best_checkpoint=best or latest,
+        latest_checkpoint=latest,
+        iterations=int(metrics.get("training_iteration", 0)),
+        interrupted=not metrics.get("done", False) and result.error is None,
+        error=None if result.error is None else f"{type(result.error).__name__}: {result.error}",
+        metrics=metrics,
+    )
