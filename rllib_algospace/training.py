@@ -20,8 +20,9 @@ from rllib_algospace.config import TrainConfig
 logger = logging.getLogger(__name__)
 
 AGENTS = ("regime", "structure", "tactical", "risk")
-# Seconds kept in hand when a time budget ends the session: one more iteration
-# plus writing its checkpoint must fit in it.
+# Seconds kept in hand when a time budget ends the session, on top of two
+# iterations' time: writing the checkpoint and shutting down must fit in it
+# (a tenth of the budget for budgets under ten minutes).
 BUDGET_SAFETY_S = 60.0
 
 
@@ -204,7 +205,8 @@ def _make_progress_callback():
             if budget:
                 line += f", {_hms(max(0.0, budget - elapsed))} left in budget"
                 iteration_s = float(result.get("time_this_iter_s", 0.0))
-                if not self._stopping and elapsed + 2 * iteration_s + BUDGET_SAFETY_S >= budget:
+                margin = min(BUDGET_SAFETY_S, 0.1 * budget)
+                if not self._stopping and elapsed + 2 * iteration_s + margin >= budget:
                     self._stopping = True
                     result[SHOULD_CHECKPOINT] = True
                     line += " -> time budget reached: checkpointing and stopping"

@@ -34,3 +34,13 @@ def complex_file(tmp_path_factory):
 
     path = tmp_path_factory.mktemp("data") / "complex.h5"
     return str(synth_market_file(path, preset="complex_regimes", n_bars=12_000, seed=2))
+
+
+@pytest.fixture(scope="session")
+def ray_session():
+    """One Ray session for the whole test process (2 logical CPUs, no dashboard)."""
+    ray = pytest.importorskip("ray")
+    if not ray.is_initialized():
+        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    yield ray
+    ray.shutdown()

@@ -25,6 +25,7 @@ from ray.rllib.evaluation.postprocessing import Postprocessing
 from ray.rllib.utils.torch_utils import explained_variance
 
 from rllib_algospace.mappo.oom import OomSplitting
+from rllib_algospace.mappo.valuenorm import clipped_value_loss
 from rllib_algospace.mappo.connectors import BootstrapTruncatedEpisodes, MAPPOGAEConnector
 from rllib_algospace.mappo.modules import (
     CRITIC_ID,
@@ -235,15 +236,8 @@ class MAPPOTorchLearner(OomSplitting, PPOTorchLearner):
     def _critic_loss(self, batch, fwd_out):
         v = fwd_out[Columns.VF_PREDS].float()  # (B, n)  normalized space
         tgt = batch[Postprocessing.VALUE_TARGETS]
-        old = batch[OLD_VALUES_NORM]
         mask = batch[Columns.LOSS_MASK].bool()
-        err = (v - tgt) ** 2
-        c = self.config.critic_value_clip
-        if c:
-            v_clip = old + torch.clamp(v - old, -c, c)
-            err = torch.maximum(err, (v_clip - tgt) ** 2)
-        per_row = err.mean(-1)
-        loss = (per_row * mask).sum() / mask.sum().clamp_min(1)
+        loss = clipped_value_loss(v, batch[OLD_VALUES_NORM], tgt, mask, self.config.critic_value_clip)
         self.metrics.log_dict(
             {
                 VF_LOSS_KEY: loss,

@@ -18,6 +18,8 @@ from ray.rllib.core.columns import Columns
 from ray.rllib.core.rl_module.apis.value_function_api import ValueFunctionAPI
 from ray.rllib.core.rl_module.torch.torch_rl_module import TorchRLModule
 
+from rllib_algospace.mappo.valuenorm import ValueNormalizer
+
 CRITIC_ID = "shared_critic"
 CRITIC_STATE = "global_state"  # batch column of the critic batch
 OLD_VALUES_NORM = "old_values_norm"  # critic batch: old preds, normalized
@@ -97,13 +99,7 @@ class SharedCriticModule(TorchRLModule):
         hid = list(mc.get("hiddens", [128, 128]))
         self.state_dim = int(np.prod(self.observation_space.shape))
         self.vf = _mlp(self.state_dim, hid, len(self.agent_order), act=ACTIVATIONS[mc.get("activation", "tanh")])
-        self.norm_beta = float(mc.get("value_norm_beta", 0.995))
-        n = len(self.agent_order)
-        # MAPPO-style ValueNorm (EMA of mean and mean-of-squares, debiased).
-        # Buffers -> in state_dict -> checkpointed; untouched by the optimizer.
-        self.register_buffer("ret_mean_ema", torch.zeros(n))
-        self.register_buffer("ret_sq_ema", torch.zeros(n))
-        self.register_buffer("debias", torch.tensor(0.0))
+        self.normalizer = ValueNormalizer(len(self.agent_order), beta=float(mc.get("value_norm_beta", 0.995)), enabled=self.value_norm)
 
     # -- value API (normalized space) --------------------------------------
     def compute_values(self, batch, embeddings=None):
@@ -114,39 +110,16 @@ class SharedCriticModule(TorchRLModule):
         # is called by Learner._update for the critic's minibatch.
         return {Columns.VF_PREDS: self.compute_values(batch)}
 
-    # -- value normalization helpers ---------------------------------------
-    def _mean_std(self):
-        if float(self.debias) < 1e-6:  # no stats yet -> identity
-            return torch.zeros_like(self.ret_mean_ema), torch.ones_like(self.ret_sq_ema)
-        d = self.debias
-        mean = self.ret_mean_ema / d
-        var = (self.ret_sq_ema / d - mean**2).clamp_min(1e-4)
-        return mean, torch.sqrt(var)
-
-    @torch.no_grad()
+    # -- value normalisation (see valuenorm.py) ---------------------------
     def denormalize(self, v):
-        if not self.value_norm:
-            return v
-        mean, std = self._mean_std()
-        return v * std + mean
+        return self.normalizer.denormalize(v)
 
-    @torch.no_grad()
     def normalize(self, v):
-        if not self.value_norm:
-            return v
-        mean, std = self._mean_std()
-        return (v - mean) / std
+        return self.normalizer.normalize(v)
 
-    @torch.no_grad()
     def update_stats(self, batch_sum, batch_sumsq, batch_count):
-        """EMA update from per-column sums (so it can be all-reduced across learners)."""
-        if not self.value_norm or batch_count <= 0:
-            return
-        b = self.norm_beta
-        self.ret_mean_ema.mul_(b).add_((1 - b) * batch_sum / batch_count)
-        self.ret_sq_ema.mul_(b).add_((1 - b) * batch_sumsq / batch_count)
-        self.debias.mul_(b).add_(1 - b)
+        self.normalizer.update(batch_sum, batch_sumsq, batch_count)
 
     def norm_stats(self):
-        mean, std = self._mean_std()
+        mean, std = self.normalizer.mean_std()
         return mean.cpu().numpy(), std.cpu().numpy()

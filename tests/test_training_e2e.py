@@ -1,0 +1,130 @@
+"""Training end to end through Tune (one Ray session per test process), and
+resume after SIGKILL and after a time budget, through the CLI."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+psutil = pytest.importorskip("psutil")
+
+from rllib_algospace.config import load_config, quick_overrides  # noqa: E402
+
+pytestmark = pytest.mark.slow
+
+
+def _quick(market_file, storage, name, **extra):
+    return load_config(None, {**quick_overrides(), "data.path": market_file, "experiment.storage_path": str(storage), "experiment.name": name, **extra})
+
+
+def test_two_iterations_train_the_shared_critic_and_evaluate(ray_session, market_file, tmp_path):
+    from rllib_algospace.evaluate import evaluate_checkpoint
+    from rllib_algospace.team_policy import checkpoint_metadata
+    from rllib_algospace.training import train
+
+    outcome = train(_quick(market_file, tmp_path, "e2e"))
+    assert outcome.error is None and outcome.iterations == 2
+    critic = outcome.metrics["learners"]["shared_critic"]
+    assert critic["num_module_steps_trained"] > 0
+    assert "vf_loss" in critic and "value_norm_std" in critic
+    for agent in ("regime", "structure", "tactical", "risk"):
+        assert outcome.metrics["learners"][agent]["num_module_steps_trained"] > 0
+    assert "val_sharpe" in outcome.metrics and "sharpe" in outcome.metrics["env_runners"]
+    meta = checkpoint_metadata(outcome.best_checkpoint)
+    assert meta["algorithm"] == "MAPPO" and meta["env_config"]["data"] == market_file
+    report = evaluate_checkpoint(outcome.best_checkpoint, split="val", episodes=2, episode_length=200, out=tmp_path / "eval")
+    assert set(report["results"]) == {"team", "buy_and_hold", "flat", "rule"}
+    assert Path(report["png"]).stat().st_size > 0
+    json.loads(Path(report["json"]).read_text())
+
+
+def test_independent_ppo_baseline_trains(ray_session, market_file, tmp_path):
+    from rllib_algospace.training import train
+
+    outcome = train(_quick(market_file, tmp_path, "ippo", **{"algorithm.centralized_critic": False, "experiment.stop.training_iteration": 1}))
+    assert outcome.error is None and outcome.iterations == 1
+    assert "shared_critic" not in outcome.metrics["learners"]
+    assert outcome.metrics["learners"]["risk"]["num_module_steps_trained"] > 0
+
+
+def _cli(*args, env):
+    return [sys.executable, "-m", "rllib_algospace.cli", *args]
+
+
+def _run_env():
+    env = dict(os.environ)
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
+def _trial_dir(storage: Path, name: str) -> Path | None:
+    found = sorted((storage / name).glob("MAPPO_*"))
+    return found[0] if found else None
+
+
+def _last_result(trial_dir: Path) -> dict:
+    lines = (trial_dir / "result.json").read_text().strip().splitlines()
+    return json.loads(lines[-1])
+
+
+def _kill_tree(proc):
+    """SIGKILL the driver and every process it started (by PID, nothing else)."""
+    try:
+        children = psutil.Process(proc.pid).children(recursive=True)
+    except psutil.NoSuchProcess:
+        children = []
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=30)
+    for child in children:
+        try:
+            child.kill()
+        except psutil.NoSuchProcess:
+            pass
+
+
+def test_sigkill_mid_run_then_resume_finishes(market_file, tmp_path):
+    env = _run_env()
+    args = ["train", "--quick", "--data", market_file, "--storage", str(tmp_path), "--name", "killed", "--stop-iters", "6", "--no-evaluate"]
+    proc = subprocess.Popen(_cli(*args, env=env), env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.time() + 240
+    try:
+        while time.time() < deadline:
+            trial = _trial_dir(tmp_path, "killed")
+            if trial is not None and len(list(trial.glob("checkpoint_*"))) >= 2:
+                break
+            if proc.poll() is not None:
+                pytest.fail(f"training ended before it could be killed:\n{proc.stdout.read()[-3000:]}")
+            time.sleep(0.5)
+        else:
+            pytest.fail("no checkpoint within 240 s")
+    finally:
+        if proc.poll() is None:
+            _kill_tree(proc)
+    killed_at = _last_result(trial)["training_iteration"]
+    assert killed_at < 6
+    resumed = subprocess.run(_cli(*args, "--resume", env=env), env=env, capture_output=True, text=True, timeout=400)
+    assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
+    assert "resuming" in resumed.stdout
+    final = _last_result(trial)
+    assert final["training_iteration"] == 6
+    # the step counter continued from the checkpoint instead of starting again
+    assert final["num_env_steps_sampled_lifetime"] == 6 * 512
+
+
+def test_time_budget_stops_with_checkpoint_then_resume(market_file, tmp_path):
+    env = _run_env()
+    args = ["train", "--quick", "--data", market_file, "--storage", str(tmp_path), "--name", "budget", "--stop-iters", "40", "--no-evaluate"]
+    first = subprocess.run(_cli(*args, "--time-budget", "12s", env=env), env=env, capture_output=True, text=True, timeout=400)
+    assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
+    assert "time budget reached" in first.stdout and "--resume" in first.stdout
+    trial = _trial_dir(tmp_path, "budget")
+    stopped_at = _last_result(trial)["training_iteration"]
+    assert 1 <= stopped_at < 40
+    assert list(trial.glob("checkpoint_*"))
+    second = subprocess.run(_cli(*args, "--resume", "--stop-iters", "40", "--time-budget", "15s", env=env), env=env, capture_output=True, text=True, timeout=400)
+    assert second.returncode == 0, second.stdout[-3000:] + second.stderr[-3000:]
+    assert _last_result(trial)["training_iteration"] > stopped_at
