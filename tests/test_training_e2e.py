@@ -51,6 +51,17 @@ def test_independent_ppo_baseline_trains(ray_session, market_file, tmp_path):
     assert outcome.metrics["learners"]["risk"]["num_module_steps_trained"] > 0
 
 
+def test_wandb_without_key_runs_offline(ray_session, market_file, tmp_path, monkeypatch):
+    from rllib_algospace.training import train
+
+    monkeypatch.delenv("WANDB_API_KEY", raising=False)
+    monkeypatch.delenv("WANDB_MODE", raising=False)
+    outcome = train(_quick(market_file, tmp_path, "wb", **{"experiment.wandb.enabled": True, "experiment.stop.training_iteration": 1}))
+    assert outcome.error is None and outcome.iterations == 1
+    assert os.environ["WANDB_MODE"] == "offline"
+    assert list(tmp_path.glob("wb/MAPPO_*/wandb/offline-run-*"))
+
+
 def _cli(*args, env):
     return [sys.executable, "-m", "rllib_algospace.cli", *args]
 
