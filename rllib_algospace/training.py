@@ -82,11 +82,18 @@ def agent_to_module(agent_id, episode=None, **kwargs):
     return agent_id
 
 
+def rllib_callbacks(cfg: TrainConfig) -> list:
+    """RLlib callback classes of a run (trial side). Features that need hooks in
+    the algorithm (curriculum, frozen agents, ...) add theirs here."""
+    from rllib_algospace.callbacks import TeamMetricsCallback
+
+    return [TeamMetricsCallback.with_checkpoint_minutes(cfg.experiment.checkpoint.every_minutes)]
+
+
 def build_algorithm_config(cfg: TrainConfig, *, data_path: str | None = None, resources: ResolvedResources | None = None):
     """The ``MAPPOConfig`` of a ``TrainConfig`` (independent PPO when
     ``algorithm.centralized_critic`` is false)."""
     from envs.market.env import AlgoSpaceMarketEnv
-    from rllib_algospace.callbacks import TeamMetricsCallback
     from rllib_algospace.mappo import MAPPOConfig
     from rllib_algospace.rllib_env import STATE_IN_OBS_KEY, register
 
@@ -146,7 +153,7 @@ def build_algorithm_config(cfg: TrainConfig, *, data_path: str | None = None, re
             critic_loss_coeff=algo.vf_loss_coeff,
             mappo_amp=amp,
         )
-        .callbacks(TeamMetricsCallback.with_checkpoint_minutes(cfg.experiment.checkpoint.every_minutes))
+        .callbacks(rllib_callbacks(cfg))
         .debugging(seed=cfg.experiment.seed)
     )
     if amp is not None:
