@@ -26,8 +26,12 @@ def test_two_iterations_train_the_shared_critic_and_evaluate(ray_session, market
     from rllib_algospace.team_policy import checkpoint_metadata
     from rllib_algospace.training import train
 
-    outcome = train(_quick(market_file, tmp_path, "e2e"))
+    outcome = train(_quick(market_file, tmp_path / "results", "e2e"))
     assert outcome.error is None and outcome.iterations == 2
+    from rllib_algospace.colab import ProjectSession
+
+    project = ProjectSession(root=tmp_path, colab=False, gpu={}, time_budget_s=60.0)
+    assert project.can_resume("e2e") and not project.can_resume("other")
     critic = outcome.metrics["learners"]["shared_critic"]
     assert critic["num_module_steps_trained"] > 0
     assert "vf_loss" in critic and "value_norm_std" in critic
