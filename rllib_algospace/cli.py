@@ -72,6 +72,9 @@ def _train(args) -> int:
         "experiment.stop.timesteps_total": args.stop_timesteps,
         "experiment.stop.time_budget": args.time_budget,
         "experiment.seed": args.seed,
+        "training.train_agents": args.train_agents,  # "structure,tactical": checked by the config
+        "training.init_from": args.init_from,
+        "training.frozen_policy": args.frozen_policy,
     }
     overrides.update({k: v for k, v in flags.items() if v is not None})
     if args.wandb:
@@ -109,10 +112,86 @@ def _evaluate(args) -> int:
         episode_length=args.episode_length,
         out=args.out,
         seed=args.seed,
+        stress=args.stress,
     )
     print(f"{report['checkpoint']} on the {report['split']} split of {report['data']}:")
-    print(format_comparison(report["results"]))
+    if "diversity" in report:  # an ensemble: members, ensemble and baselines, and the members' disagreement
+        from rllib_algospace.ensemble import format_ensemble_report
+
+        print(format_ensemble_report(report))
+        print(f"members and diversity: {report['ensemble_json']}")
+    else:
+        print(format_comparison(report["results"]))
     print(f"report: {report['json']} and {report['png']}")
+    if "stress" in report:
+        from rllib_algospace.stress import format_stress
+
+        print(format_stress(report["stress"]))
+        print(f"stress report: {report['stress_md']}, {report['stress_html']} and {report['stress_png']}")
+    return 0
+
+
+def _select(args) -> int:
+    from rllib_algospace.select import format_selection, select_best
+
+    doc = select_best(args.experiment, split=args.split, test_split=args.test_split, out=args.out, data=args.data, n_boot=args.n_boot, seed=args.seed, n_trials=args.n_trials, stress=not args.no_stress)
+    print(format_selection(doc))
+    print(f"report: {doc['files']['markdown']}, {doc['files']['html']} and {doc['files']['json']}")
+    return 0
+
+
+def _ensemble(args) -> int:
+    from rllib_algospace.ensemble import load_ensemble_config, quick_ensemble_overrides
+
+    overrides = dict(quick_ensemble_overrides()) if args.quick else {}
+    flags = {
+        "data.path": args.data,
+        "experiment.storage_path": args.storage,
+        "experiment.name": args.name,
+        "experiment.stop.training_iteration": args.stop_iters,
+        "experiment.stop.time_budget": args.time_budget,
+    }
+    overrides.update({k: v for k, v in flags.items() if v is not None})
+    spec = load_ensemble_config(args.config, overrides, check_files=True)
+    from rllib_algospace.ensemble import evaluate_ensemble, format_ensemble_report, train_ensemble
+
+    outcome = train_ensemble(spec, resume=args.resume)
+    print(f"experiment: {outcome.experiment_path} ({len(outcome.members)} members)")
+    if outcome.manifest_path:
+        print(f"manifest: {outcome.manifest_path}")
+    if outcome.errors:
+        raise CliError(f"ensemble training failed: {'; '.join(outcome.errors)}")
+    if outcome.interrupted:
+        print(f"stopped before the end (time budget or interrupt); continue with: algospace ensemble --resume{' --config ' + args.config if args.config else ''}{' --quick' if args.quick else ''}")
+        return 0
+    if outcome.manifest_path and not args.no_evaluate and not spec.train.experiment.storage_is_uri:
+        report = evaluate_ensemble(outcome.manifest_path, split="test")
+        print(f"test split of {report['data']}:")
+        print(format_ensemble_report(report))
+        print(f"report: {report['json']}, {report['png']} and {report['ensemble_json']}")
+    return 0
+
+
+def _tune(args) -> int:
+    from rllib_algospace.hpo import load_hpo_config, run_search
+
+    hpo = load_hpo_config(
+        args.config, trials=args.trials, storage=args.storage, name=args.name, data=args.data, study_storage=args.study_storage, quick=args.quick, check_files=True
+    )
+    outcome = run_search(hpo, resume=args.resume)
+    print(f"experiment: {outcome.experiment_path}; study {outcome.study_name} in {outcome.study_storage} ({outcome.trials_complete} completed trials)")
+    if outcome.interrupted:
+        print(f"stopped before the end; continue with: algospace tune --resume{' --config ' + args.config if args.config else ''}{' --quick' if args.quick else ''}")
+    if outcome.errors and outcome.trials_complete == 0:
+        raise CliError(f"every trial failed: {outcome.errors[0]}")
+    return 0
+
+
+def _export(args) -> int:
+    from rllib_algospace.export import export_bundle, format_report
+
+    report = export_bundle(args.source, args.out, quantize=args.quantize, data=args.data, overwrite=args.overwrite)
+    print(format_report(report))
     return 0
 
 
@@ -164,10 +243,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--wandb", action="store_true", help="log to Weights & Biases (offline without a key)")
     p.add_argument("--quick", action="store_true", help="a one-minute smoke run")
     p.add_argument("--no-evaluate", action="store_true", help="skip the test-split evaluation at the end")
+    p.add_argument("--train-agents", default=None, metavar="AGENTS", help="comma list of the agents that train, e.g. structure,tactical; the others stay frozen (training.train_agents)")
+    p.add_argument("--init-from", default=None, metavar="CHECKPOINT", help="start from this checkpoint's weights (or a trial/experiment folder: its newest checkpoint) (training.init_from)")
+    p.add_argument("--frozen-policy", default=None, choices=("checkpoint", "rule"), help="how frozen agents act: their checkpoint weights, or the fixed rule policies (training.frozen_policy)")
     p.set_defaults(func=_train)
 
     p = commands.add_parser("evaluate", help="evaluate a checkpoint against buy-and-hold, flat and a rule baseline")
-    p.add_argument("checkpoint", help="checkpoint folder (or a trial/experiment folder: its newest checkpoint)")
+    p.add_argument("checkpoint", help="checkpoint folder (or a trial/experiment folder: its newest checkpoint), or an ensemble.json (or the ensemble's folder)")
     p.add_argument("--data", default=None, help="market file prepared the same way (default: the data it was trained on)")
     p.add_argument("--split", default="test", choices=("train", "val", "test"))
     p.add_argument("--episodes", type=int, default=None, help="N episodes from random starts instead of the whole split")
@@ -175,7 +257,51 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--episode-length", type=int, default=1024, help="bars per episode with --episodes")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default=None, help="folder for evaluation.json and evaluation.png (default: beside the checkpoint)")
+    p.add_argument("--stress", action="store_true", help="add stress tests (flash crash, volatility x3, trend reversal, gap, doubled costs) and regime adaptability to the report")
     p.set_defaults(func=_evaluate)
+
+    p = commands.add_parser("select", help="rank every trained variant of an experiment folder on val (bootstrap CIs, deflated Sharpe); report the best once on test")
+    p.add_argument("experiment", help="experiment folder (train, tune or ensemble runs; every trial's best checkpoint and any ensemble.json)")
+    p.add_argument("--split", default="val", choices=("train", "val", "test"), help="selection split (default val)")
+    p.add_argument("--test-split", default="test", choices=("train", "val", "test"), help="where the chosen model is reported once (default test)")
+    p.add_argument("--out", default=None, help="report folder (default: <experiment>/selection_<split>)")
+    p.add_argument("--data", default=None, help="market file prepared the same way (default: the data each variant was trained on)")
+    p.add_argument("--n-boot", type=int, default=1000, help="bootstrap resamples (default 1000)")
+    p.add_argument("--n-trials", type=int, default=None, help="trials searched, for the deflated Sharpe ratio (default: candidates / trial folders found)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--no-stress", action="store_true", help="skip the stress tests of the chosen model")
+    p.set_defaults(func=_select)
+
+    p = commands.add_parser("ensemble", help="train an ensemble (seeds x architectures) as one Tune experiment; then evaluate members and ensemble")
+    p.add_argument("--config", default=None, help="ensemble YAML (default: the settings of tune_configs/ensemble.yaml)")
+    p.add_argument("--data", default=None, help="market file (default: the embedded synthetic data)")
+    p.add_argument("--storage", default=None, help="results folder or URI (experiment.storage_path)")
+    p.add_argument("--name", default=None, help="experiment name (experiment.name); ensemble.json is written in its folder")
+    p.add_argument("--stop-iters", type=int, default=None, help="stop each member after N training iterations")
+    p.add_argument("--time-budget", default=None, help="stop with checkpoints before this much wall time, e.g. 23h30m")
+    p.add_argument("--resume", action="store_true", help="continue the interrupted or killed ensemble of the same name")
+    p.add_argument("--quick", action="store_true", help="a smoke run: two tiny members, two iterations each")
+    p.add_argument("--no-evaluate", action="store_true", help="skip the test-split evaluation at the end")
+    p.set_defaults(func=_ensemble)
+
+    p = commands.add_parser("tune", help="hyperparameter search: Optuna (TPE) in Ray Tune, early stopping, a study several machines can share")
+    p.add_argument("--config", default=None, help="HPO YAML: training sections plus search (default: the settings of tune_configs/hpo.yaml)")
+    p.add_argument("--trials", type=int, default=None, help="trials run by this process (search.trials)")
+    p.add_argument("--storage", default=None, help="results folder, mounted Drive folder or URI (experiment.storage_path)")
+    p.add_argument("--name", default=None, help="experiment name (experiment.name); each worker of a shared study needs its own")
+    p.add_argument("--data", default=None, help="market file (default: the embedded synthetic data)")
+    p.add_argument("--study-storage", default=None, help="Optuna study shared by workers: an RDB URL (postgresql://...) or a sqlite file (default: a sqlite file in the experiment folder)")
+    p.add_argument("--resume", action="store_true", help="continue the interrupted or killed search of the same name")
+    p.add_argument("--quick", action="store_true", help="a smoke search: two tiny trials of two iterations")
+    p.set_defaults(func=_tune)
+
+    p = commands.add_parser("export", help="write a checkpoint or ensemble as a bundle for live decisions (TorchScript actors, no Ray needed to load)")
+    p.add_argument("source", help="checkpoint folder (or trial/experiment folder: its newest checkpoint), or an ensemble manifest / its folder")
+    p.add_argument("--out", required=True, help="bundle folder to write")
+    p.add_argument("--quantize", nargs="?", const="auto", default=None, choices=("auto", "force"), help="also try int8 actors; keep them if faster (auto) or always (force)")
+    p.add_argument("--data", default=None, help="market file prepared the same way (default: the data the team was trained on)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing bundle at --out")
+    p.set_defaults(func=_export)
 
     p = commands.add_parser("demo", help="one episode with random actions on the default data, with its trading metrics")
     p.add_argument("--data", default=None, help="market file (default: the embedded synthetic data)")

@@ -50,6 +50,13 @@ __all__ = [
     "DATA_PRESETS",
     "ENV_EXCLUDED_KEYS",
     "TIMESTEPS_RESULT_KEY",
+    "CurriculumConfig",
+    "CurriculumStage",
+    "PromoteWhen",
+    "PerAgentConfig",
+    "AGENT_NAMES",
+    "FROZEN_POLICIES",
+    "VALIDATION_METRICS",
 ]
 
 # Kept in step with envs.data.default.PRESET_NAMES (checked by the tests); not
@@ -59,6 +66,14 @@ SPLITS = ("train", "val", "test")
 CRITIC_INPUTS = ("state", "concat_obs")
 ACTIVATIONS = ("tanh", "relu")
 SCORE_MODES = ("max", "min")
+# Kept in step with envs.market.env.AGENTS and rllib_algospace.callbacks.TRADING_METRICS
+# (checked by tests/test_curriculum.py and tests/test_per_agent.py); not imported
+# from there because that pulls in numpy, Ray and torch.
+AGENT_NAMES = ("regime", "structure", "tactical", "risk")
+FROZEN_POLICIES = ("checkpoint", "rule")
+VALIDATION_METRICS = tuple(
+    f"val_{m}" for m in ("sharpe", "total_return", "max_drawdown", "win_rate", "profit_factor", "trades", "exposure", "consensus_rate", "regime_accuracy")
+)
 # The env keys that the trainer sets itself (data.path, the split of each phase).
 ENV_EXCLUDED_KEYS = {
     "data": "use data.path instead",
@@ -451,6 +466,142 @@ class AlgorithmConfig:
 
 
 @dataclass(frozen=True)
+class PromoteWhen:
+    """Leave a curriculum stage early once ``metric`` (a validation metric, run
+    on the stage's own data) is above (or below) a threshold."""
+
+    metric: str
+    above: float | None = None
+    below: float | None = None
+
+
+@dataclass(frozen=True)
+class CurriculumStage:
+    name: str  # a key of env.tasks, or with the default data a preset name
+    episodes: int  # training episodes in this stage before moving on
+    promote_when: PromoteWhen | None = None
+
+
+class _StageList(_Kind):
+    """A list of stage mappings; each is checked (with its own dotted key) in
+    ``CurriculumConfig._cross``."""
+
+    def expected(self):
+        return "a list of stages ({name, episodes, promote_when})"
+
+    def convert(self, v, fail):
+        if v is None:
+            return ()
+        if not isinstance(v, (list, tuple)):
+            self._type_error(v, fail)
+        return tuple(v)
+
+
+_STAGE_KEYS = ("name", "episodes", "promote_when")
+_PROMOTE_KEYS = ("metric", "above", "below")
+
+
+def _stage(raw: Any, key: str, ctx: "_Ctx") -> CurriculumStage:
+    if isinstance(raw, CurriculumStage):
+        return raw
+    raw = _as_mapping(raw, key, ctx)
+    for name in raw:
+        if name not in _STAGE_KEYS:
+            ctx.unknown(f"{key}.{name}", name, _STAGE_KEYS)
+    for name in ("name", "episodes"):
+        if name not in raw:
+            ctx.fail(key, f"missing {name} (a stage is {{name, episodes, promote_when}})")
+    name = Str()(raw["name"], lambda p: ctx.fail(f"{key}.name", p))
+    episodes = Int(lo=1)(raw["episodes"], lambda p: ctx.fail(f"{key}.episodes", p))
+    promote = raw.get("promote_when")
+    if promote is not None:
+        pkey = f"{key}.promote_when"
+        promote = _as_mapping(promote, pkey, ctx)
+        for k in promote:
+            if k not in _PROMOTE_KEYS:
+                ctx.unknown(f"{pkey}.{k}", k, _PROMOTE_KEYS)
+        if "metric" not in promote:
+            ctx.fail(pkey, "missing metric (e.g. {metric: val_sharpe, above: 1.0})")
+        metric = Str(choices=VALIDATION_METRICS)(promote["metric"], lambda p: ctx.fail(f"{pkey}.metric", p))
+        above = Float(optional=True)(promote.get("above"), lambda p: ctx.fail(f"{pkey}.above", p))
+        below = Float(optional=True)(promote.get("below"), lambda p: ctx.fail(f"{pkey}.below", p))
+        if (above is None) == (below is None):
+            ctx.fail(pkey, "give exactly one of above or below")
+        promote = PromoteWhen(metric, above, below)
+    return CurriculumStage(name, episodes, promote)
+
+
+@dataclass(frozen=True)
+class CurriculumConfig:
+    """Training stages, easiest first (empty: no curriculum); see
+    ``rllib_algospace.curriculum``."""
+
+    stages: tuple[CurriculumStage, ...] = _opt((), _StageList())
+
+    def _cross(self, prefix: str, ctx: "_Ctx") -> None:
+        stages = tuple(_stage(raw, f"{prefix}.stages[{i}]", ctx) for i, raw in enumerate(self.stages))
+        seen = set()
+        for i, stage in enumerate(stages):
+            if stage.name in seen:
+                ctx.fail(f"{prefix}.stages[{i}].name", f"stage {stage.name!r} is listed twice")
+            seen.add(stage.name)
+        object.__setattr__(self, "stages", stages)
+
+
+class _AgentList(_Kind):
+    """``[structure, tactical]`` or ``"structure,tactical"``; null: all agents."""
+
+    optional = True
+
+    def expected(self):
+        return f"a list of agent names ({', '.join(AGENT_NAMES)})"
+
+    def convert(self, v, fail):
+        if isinstance(v, str):
+            v = [p.strip() for p in v.split(",")]
+        if not isinstance(v, (list, tuple)) or not v or not all(isinstance(x, str) for x in v):
+            self._type_error(v, fail)
+        for name in v:
+            if name not in AGENT_NAMES:
+                near = difflib.get_close_matches(name, AGENT_NAMES, n=1)
+                hint = f" (did you mean {near[0]}?)" if near else ""
+                fail(f"unknown agent {_short(name)}{hint}; agents are {', '.join(AGENT_NAMES)}")
+        if len(set(v)) != len(v):
+            fail(f"an agent is listed twice: {_short(list(v))}")
+        return tuple(a for a in AGENT_NAMES if a in v)  # the team's order
+
+
+@dataclass(frozen=True)
+class PerAgentConfig:
+    """Train some agents while the others stay frozen (section ``training``);
+    see ``rllib_algospace.frozen``."""
+
+    train_agents: tuple[str, ...] | None = _opt(None, _AgentList())  # null: all agents train
+    init_from: str | None = _opt(None, Str(optional=True, check=_check_local_file_name))  # checkpoint (or trial/experiment folder) to start from
+    frozen_policy: str = _opt("checkpoint", Str(choices=FROZEN_POLICIES))  # how frozen agents act: checkpoint weights | rule_action
+
+    def __post_init__(self):
+        if isinstance(self.init_from, str) and self.init_from.strip() and not is_uri(self.init_from):
+            object.__setattr__(self, "init_from", _local_path(self.init_from))
+        if isinstance(self.train_agents, list):
+            object.__setattr__(self, "train_agents", tuple(self.train_agents))
+
+    @property
+    def frozen_agents(self) -> tuple[str, ...]:
+        if self.train_agents is None:
+            return ()
+        return tuple(a for a in AGENT_NAMES if a not in self.train_agents)
+
+    def _cross(self, prefix: str, ctx: "_Ctx") -> None:
+        if self.frozen_agents and self.frozen_policy == "checkpoint" and self.init_from is None:
+            ctx.cross(
+                [f"{prefix}.frozen_policy", f"{prefix}.init_from", f"{prefix}.train_agents"],
+                f"{prefix}.frozen_policy is checkpoint but {prefix}.init_from is not set: the frozen agents "
+                f"({', '.join(self.frozen_agents)}) would keep random weights; set {prefix}.init_from or {prefix}.frozen_policy: rule",
+            )
+
+
+@dataclass(frozen=True)
 class ResourcesConfig:
     num_env_runners: int | str = _opt("auto", AutoOr(lo=0, integer=True))  # "auto": resolved from os.cpu_count() later
     num_envs_per_env_runner: int = _opt(4, Int(lo=1))
@@ -480,6 +631,8 @@ class TrainConfig:
     algorithm: AlgorithmConfig = _section(AlgorithmConfig)
     resources: ResourcesConfig = _section(ResourcesConfig)
     evaluation: EvaluationConfig = _section(EvaluationConfig)
+    curriculum: CurriculumConfig = _section(CurriculumConfig)
+    training: PerAgentConfig = _section(PerAgentConfig)
     source: str = field(default=DEFAULTS_SOURCE, compare=False, repr=False, metadata={"internal": True})
 
     def __post_init__(self):
@@ -546,6 +699,9 @@ class TrainConfig:
         for key, path in wanted:
             if not os.path.isfile(path):
                 raise ConfigError(f"{self.source}: {key}: file not found: {path}", source=self.source, key=key)
+        init = self.training.init_from
+        if init is not None and not os.path.exists(init):
+            raise ConfigError(f"{self.source}: training.init_from: no such checkpoint or folder: {init}", source=self.source, key="training.init_from")
 
 
 def _to_plain(obj: Any) -> Any:
@@ -570,7 +726,7 @@ class _Ctx:
 
     def source_of(self, key: str) -> str:
         for o in self.overridden:
-            if key == o or key.startswith(o + ".") or o.startswith(key + "."):
+            if key == o or key.startswith((o + ".", o + "[")) or o.startswith(key + "."):
                 return OVERRIDES_SOURCE
         return self.source
 
@@ -703,6 +859,44 @@ def _check_env(cfg: TrainConfig, raw_env: Mapping, ctx: _Ctx) -> None:
         ctx.fail(f"env.{name}", f"{problem}, got {_short(got)}")
 
 
+# Top-level sections that belong to another command (``ensemble``: ``algospace
+# ensemble``). Not part of TrainConfig, but checked wherever the file is loaded:
+# name -> "module:function(raw, ctx)" (imported only when the section is there).
+EXTRA_SECTIONS = {"ensemble": "rllib_algospace.ensemble:check_ensemble_section", "search": "rllib_algospace.hpo:check_search_section"}
+
+
+def _extra_section_check(where: str) -> Callable[[Any, "_Ctx"], Any]:
+    import importlib
+
+    module, _, function = where.partition(":")
+    return getattr(importlib.import_module(module), function)
+
+
+def _check_curriculum(cfg: TrainConfig, ctx: _Ctx) -> None:
+    """Stage names are tasks of the env: keys of env.tasks, or with the default
+    data the presets; early promotion needs validation."""
+    stages = cfg.curriculum.stages
+    if not stages:
+        return
+    tasks = cfg.env.get("tasks")
+    if not tasks and cfg.data.path is not None:
+        ctx.cross(["curriculum.stages", "data.path"], "curriculum.stages needs several markets: use env.tasks (stage name -> market file) or the default data, not data.path")
+    known = tuple(tasks) if tasks else DATA_PRESETS
+    for i, stage in enumerate(stages):
+        if stage.name not in known:
+            near = difflib.get_close_matches(stage.name, known, n=1)
+            hint = f" (did you mean {near[0]}?)" if near else ""
+            where = "a key of env.tasks" if tasks else "a preset of the default data"
+            ctx.fail(f"curriculum.stages[{i}].name", f"must be {where} ({', '.join(known)}), got {_short(stage.name)}{hint}")
+        if stage.promote_when is not None and cfg.evaluation.every_iterations == 0:
+            ctx.cross(
+                [f"curriculum.stages[{i}].promote_when", "evaluation.every_iterations"],
+                f"curriculum.stages[{i}].promote_when uses {stage.promote_when.metric}, a validation metric, but evaluation.every_iterations is 0 (validation off)",
+            )
+    if "task" in cfg.env and cfg.env["task"] != stages[0].name:
+        ctx.cross(["env.task", "curriculum.stages"], f"env.task ({cfg.env['task']!r}) differs from the first curriculum stage ({stages[0].name!r}); leave env.task out")
+
+
 def _build_train(raw: Any, ctx: _Ctx) -> TrainConfig:
     if not isinstance(raw, Mapping):
         raise ConfigError(
@@ -713,8 +907,11 @@ def _build_train(raw: Any, ctx: _Ctx) -> TrainConfig:
     specs = [f for f in fields(TrainConfig) if not f.metadata.get("internal")]
     names = [f.name for f in specs]
     for name in raw:
-        if name not in names:
-            ctx.unknown(name, name, names)
+        if name not in names and name not in EXTRA_SECTIONS:
+            ctx.unknown(name, name, [*names, *EXTRA_SECTIONS])
+    for name, where in EXTRA_SECTIONS.items():
+        if name in raw:
+            _extra_section_check(where)(raw[name], ctx)
     kwargs = {}
     for f in specs:
         if f.name not in raw:
@@ -725,6 +922,7 @@ def _build_train(raw: Any, ctx: _Ctx) -> TrainConfig:
             kwargs[f.name] = _build_section(f.metadata["section"], raw[f.name], f.name, ctx)
     cfg = TrainConfig(**kwargs, source=ctx.source)
     _check_env(cfg, _as_mapping(raw.get("env"), "env", ctx), ctx)
+    _check_curriculum(cfg, ctx)
     score, every = cfg.experiment.checkpoint.score, cfg.evaluation.every_iterations
     if score.startswith("val_") and every == 0:
         ctx.cross(

@@ -24,11 +24,24 @@ def evaluate_checkpoint(
     episode_length: int = 1024,
     out: str | os.PathLike | None = None,
     seed: int = 0,
+    stress: bool = False,
 ) -> dict:
     """Evaluate the team of ``checkpoint`` greedily on ``split`` of the data it
-    was trained on (or of ``data``); returns the results and the report paths."""
+    was trained on (or of ``data``); returns the results and the report paths.
+    ``stress=True`` adds the stress tests and the regime adaptability
+    (``rllib_algospace.stress``) to the report: keys ``stress`` and
+    ``regime_adaptability`` in the JSON, plus stress.md/.html/.png."""
+    from rllib_algospace.ensemble import evaluate_ensemble, find_manifest
     from rllib_algospace.evaluation import evaluate_with_baselines, write_report
 
+    manifest = find_manifest(checkpoint)
+    if manifest is not None:  # an ensemble: its members and the ensemble side by side
+        report = evaluate_ensemble(manifest, data=data, split=split, episodes=episodes, full_split=full_split, episode_length=episode_length, out=out, seed=seed)
+        if stress:
+            from rllib_algospace.stress import add_ensemble_stress_section
+
+            report.update(add_ensemble_stress_section(manifest, report, seed=seed))
+        return report
     checkpoint = find_checkpoint(checkpoint)
     meta = checkpoint_metadata(checkpoint)
     env_config = meta.get("env_config", {})
@@ -49,7 +62,12 @@ def evaluate_checkpoint(
     )
     out_dir = Path(out) if out else checkpoint / f"evaluation_{split}"
     json_path, png_path = write_report(results, results.runs["team"], out_dir)
-    return {"checkpoint": str(checkpoint), "data": data, "split": split, "results": dict(results), "json": str(json_path), "png": str(png_path)}
+    report = {"checkpoint": str(checkpoint), "data": data, "split": split, "results": dict(results), "json": str(json_path), "png": str(png_path)}
+    if stress:
+        from rllib_algospace.stress import add_stress_section
+
+        report.update(add_stress_section(policy, results.runs["team"], out_dir, data=data, split=split, env_overrides=overrides, seed=seed, json_path=json_path))
+    return report
 
 
 def format_comparison(results: dict) -> str:

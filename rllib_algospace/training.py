@@ -87,7 +87,12 @@ def rllib_callbacks(cfg: TrainConfig) -> list:
     the algorithm (curriculum, frozen agents, ...) add theirs here."""
     from rllib_algospace.callbacks import TeamMetricsCallback
 
-    return [TeamMetricsCallback.with_checkpoint_minutes(cfg.experiment.checkpoint.every_minutes)]
+    callbacks = [TeamMetricsCallback.with_checkpoint_minutes(cfg.experiment.checkpoint.every_minutes)]
+    if cfg.curriculum.stages:  # after TeamMetricsCallback: reads the val_* it sets
+        from rllib_algospace.curriculum import callback_class
+
+        callbacks.append(callback_class(cfg))
+    return callbacks
 
 
 def build_algorithm_config(cfg: TrainConfig, *, data_path: str | None = None, resources: ResolvedResources | None = None):
@@ -105,6 +110,9 @@ def build_algorithm_config(cfg: TrainConfig, *, data_path: str | None = None, re
     overrides = {STATE_IN_OBS_KEY: state_in_obs}
     if not cfg.env.get("tasks"):
         overrides["data"] = data_path  # the default data, resolved before Ray starts
+    from rllib_algospace.curriculum import env_overrides as curriculum_env_overrides
+
+    overrides.update(curriculum_env_overrides(cfg))  # all stages' markets; starts at the first
     env_config = cfg.env_config(split="train", **overrides)
     probe = AlgoSpaceMarketEnv(**{k: v for k, v in env_config.items() if k != STATE_IN_OBS_KEY})
     state_dim = int(probe.state_space.shape[0])
@@ -156,6 +164,15 @@ def build_algorithm_config(cfg: TrainConfig, *, data_path: str | None = None, re
         .callbacks(rllib_callbacks(cfg))
         .debugging(seed=cfg.experiment.seed)
     )
+    from rllib_algospace import frozen  # per-agent training: frozen agents, --init-from
+
+    init = frozen.plan(cfg)
+    for line in frozen.describe(cfg, init):
+        print(line)
+    if frozen.module_spec(init) is not None:
+        config.rl_module(rl_module_spec=frozen.module_spec(init))
+    if frozen.policies_to_train(cfg) is not None:
+        config.multi_agent(policies_to_train=frozen.policies_to_train(cfg))
     if amp is not None:
         import torch
 
@@ -244,11 +261,16 @@ def _wandb_callback(cfg: TrainConfig):
     except Exception as exc:  # pragma: no cover - wandb missing
         logger.warning("Weights & Biases is not available (%s); continuing without it", exc)
         return None
-    if not os.environ.get("WANDB_API_KEY") and os.environ.get("WANDB_MODE") != "online":
+    offline = not os.environ.get("WANDB_API_KEY") and os.environ.get("WANDB_MODE") != "online"
+    kwargs = {}
+    if offline:
+        # Also passed to wandb.init: the logging actor may run in a Ray worker
+        # started before this process set the environment variable.
         os.environ["WANDB_MODE"] = "offline"
+        kwargs["mode"] = "offline"
         print("wandb: no WANDB_API_KEY; logging offline (sync later with `wandb sync`)")
     try:
-        return WandbLoggerCallback(project=cfg.experiment.wandb.project, group=cfg.experiment.wandb.group or cfg.experiment.name)
+        return WandbLoggerCallback(project=cfg.experiment.wandb.project, group=cfg.experiment.wandb.group or cfg.experiment.name, **kwargs)
     except Exception as exc:
         logger.warning("could not set up Weights & Biases (%s); continuing without it", exc)
         return None
@@ -285,6 +307,12 @@ def train(cfg: TrainConfig, *, resume: bool = False) -> TrainOutcome:
         print(note)
     data_path = dataset_path(cfg)
     print(f"data: {data_path}")
+    if cfg.curriculum.stages:
+        print("curriculum: " + " -> ".join(f"{s.name} ({s.episodes} episodes)" for s in cfg.curriculum.stages))
+    if cfg.training.init_from is not None and not resume:
+        from rllib_algospace.frozen import plan
+
+        plan(cfg)  # a checkpoint that does not fit this run stops here, before Ray starts
     path = experiment_path(cfg)
     _SESSION["time_budget_s"] = cfg.experiment.stop.time_budget
     callbacks = [_make_progress_callback()]

@@ -44,3 +44,16 @@ def ray_session():
         ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
     yield ray
     ray.shutdown()
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(ray_session, market_file, tmp_path_factory):
+    """A team trained for one quick iteration on ``market_file`` (its best
+    checkpoint), shared by the export and live-inference tests."""
+    from rllib_algospace.config import load_config, quick_overrides
+    from rllib_algospace.training import train
+
+    storage = tmp_path_factory.mktemp("tiny_team")
+    outcome = train(load_config(None, {**quick_overrides(), "data.path": market_file, "experiment.storage_path": str(storage), "experiment.name": "tiny", "experiment.stop.training_iteration": 1}))
+    assert outcome.error is None and outcome.best_checkpoint, outcome.error
+    return str(outcome.best_checkpoint)

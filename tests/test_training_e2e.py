@@ -73,6 +73,7 @@ def _cli(*args, env):
 def _run_env():
     env = dict(os.environ)
     env["PYTHONUNBUFFERED"] = "1"
+    env["TUNE_GLOBAL_CHECKPOINT_S"] = "0"  # snapshot the experiment state after every result
     return env
 
 
@@ -109,7 +110,10 @@ def test_sigkill_mid_run_then_resume_finishes(market_file, tmp_path):
     try:
         while time.time() < deadline:
             trial = _trial_dir(tmp_path, "killed")
-            if trial is not None and len(list(trial.glob("checkpoint_*"))) >= 2:
+            states = list((tmp_path / "killed").glob("experiment_state-*.json"))
+            checkpoints = sorted(trial.glob("checkpoint_*")) if trial is not None else []
+            # kill once Tune's snapshot of the experiment knows the second checkpoint
+            if len(checkpoints) >= 2 and states and max(p.stat().st_mtime for p in states) > checkpoints[1].stat().st_mtime:
                 break
             if proc.poll() is not None:
                 pytest.fail(f"training ended before it could be killed:\n{proc.stdout.read()[-3000:]}")

@@ -110,6 +110,150 @@ EXPERIMENT = "mappo"''',
 )
 
 
+CURRICULUM_CELL = """from rllib_algospace.config import load_config, quick_overrides
+from rllib_algospace.training import train
+
+stages = [dict(stage, episodes=2) for stage in STAGES] if QUICK else STAGES
+overrides = {**(quick_overrides() if QUICK else {}), **session.train_overrides("curriculum"), "curriculum.stages": stages}
+if QUICK:
+    overrides["experiment.stop.training_iteration"] = 3
+curriculum_config = load_config(CURRICULUM_CONFIG, overrides, check_files=True)
+outcome = train(curriculum_config, resume=session.can_resume("curriculum"))
+print(outcome.iterations, "iterations; stage at the end:", outcome.metrics.get("curriculum_task"))"""
+
+AGENT_DESCRIPTIONS = {
+    "regime": "the regime agent (classifies the market: trending, ranging, volatile, transition)",
+    "structure": "the structure agent (direction and strength from MLMI, NW-RQK and volume profile)",
+    "tactical": "the tactical agent (entries and exits from fair value gaps and momentum)",
+    "risk": "the risk agent (allow, halve, flatten or block from the portfolio state)",
+}
+
+for _agent, _what in AGENT_DESCRIPTIONS.items():
+    define(
+        f"agents/{_agent.capitalize()}_Agent_Training.ipynb",
+        f"{_agent.capitalize()} agent training",
+        f"Trains {_what} while the other three stay frozen (fixed rule policies, or a checkpoint), then continues "
+        "joint training of the whole team from the result. The shared critic trains throughout.",
+        [
+            f'''from rllib_algospace.config import load_config, quick_overrides
+from rllib_algospace.training import train
+
+solo_name, joint_name = "{_agent}_solo", "{_agent}_joint"
+solo = load_config(None, {{
+    **(quick_overrides() if QUICK else {{}}),
+    **session.train_overrides(solo_name),
+    "training.train_agents": ["{_agent}"],
+    "training.frozen_policy": FROZEN_POLICY,
+    **({{"training.init_from": INIT_FROM}} if INIT_FROM else {{}}),
+    **({{"experiment.stop.training_iteration": 1}} if QUICK else {{}}),
+}}, check_files=True)
+solo_outcome = train(solo, resume=session.can_resume(solo_name))
+print("solo training:", solo_outcome.iterations, "iterations; best:", solo_outcome.best_checkpoint)''',
+            '''joint = load_config(None, {
+    **(quick_overrides() if QUICK else {}),
+    **session.train_overrides(joint_name),
+    "training.init_from": solo_outcome.best_checkpoint,
+    **({"experiment.stop.training_iteration": 1} if QUICK else {}),
+}, check_files=True)
+joint_outcome = train(joint, resume=session.can_resume(joint_name))
+print("joint training:", joint_outcome.iterations, "iterations; best:", joint_outcome.best_checkpoint)''',
+            '''from rllib_algospace.evaluate import evaluate_checkpoint, format_comparison
+
+report = evaluate_checkpoint(joint_outcome.best_checkpoint, split="val", episodes=1 if QUICK else None, full_split=not QUICK, episode_length=256)
+print(format_comparison(report["results"]))''',
+        ],
+        extra_params='''FROZEN_POLICY = "rule"  # the other agents: "rule" (fixed rule policies) or "checkpoint" (needs INIT_FROM)
+INIT_FROM = None        # a checkpoint to start from (and to take frozen agents from)''',
+    )
+
+
+define(
+    "Hyperparameter_Optimization_Colab.ipynb",
+    "Hyperparameter search (Optuna)",
+    "Ray Tune with Optuna's TPE sampler over the search space of `tune_configs/hpo.yaml`, early stopping by ASHA. "
+    "Several notebooks (or machines) can work on one study: they share the sqlite file in the project folder; "
+    "give each notebook its own `EXPERIMENT` name. Running the notebook again resumes an interrupted search.",
+    [
+        """from rllib_algospace.hpo import load_hpo_config, run_search
+
+hpo = load_hpo_config(
+    CONFIG_PATH,
+    quick=QUICK,
+    trials=TRIALS,
+    storage=session.storage_path,
+    name=EXPERIMENT,
+    study_storage=session.study_storage if SHARED_STUDY else None,
+)
+name = hpo.base.experiment.name
+resume = session.can_resume(name)
+print("resuming" if resume else "starting", name)""",
+        """outcome = run_search(hpo, resume=resume)
+print("trials complete in the study:", outcome.trials_complete, "| best:", outcome.best)
+print("ready-to-train config:", outcome.best_config)""",
+        """from IPython.display import Image, display
+
+for plot in outcome.plots:
+    display(Image(plot))""",
+    ],
+    extra_params='''CONFIG_PATH = None      # an HPO YAML (None: the built-in search of tune_configs/hpo.yaml)
+TRIALS = None           # number of trials (None: as the YAML says)
+EXPERIMENT = "hpo"      # one name per notebook when several share the study
+SHARED_STUDY = True     # use the project folder's optuna.db, shared by every notebook''',
+)
+
+define(
+    "Advanced_Training_Techniques.ipynb",
+    "Curriculum and ensembles",
+    "Part 1 grows difficulty by curriculum (`simple_markets`, then `moderate_volatility`, then `complex_regimes`, "
+    "each stage promotable early by validation Sharpe). Part 2 trains an ensemble over seeds and architectures in one "
+    "Tune experiment and evaluates every member and the ensemble side by side.",
+    [
+        ("md", "## Curriculum"),
+        CURRICULUM_CELL,
+        ("md", "## Ensemble"),
+        """from rllib_algospace.ensemble import evaluate_ensemble, format_ensemble_report, load_ensemble_config, quick_ensemble_overrides, train_ensemble
+
+ensemble_overrides = {**(quick_ensemble_overrides() if QUICK else {}), "experiment.storage_path": session.storage_path, "experiment.name": "ensemble"}
+spec = load_ensemble_config(ENSEMBLE_CONFIG, ensemble_overrides, check_files=True)
+ensemble = train_ensemble(spec, resume=session.can_resume("ensemble"))
+print(ensemble.manifest_path)""",
+        """report = evaluate_ensemble(ensemble.manifest_path, split="val", episodes=1 if QUICK else None, full_split=not QUICK, episode_length=256)
+print(format_ensemble_report(report))""",
+    ],
+    extra_params='''CURRICULUM_CONFIG = None  # a YAML with a curriculum section, e.g. tune_configs/curriculum.yaml
+STAGES = [  # the plan's stages, each promotable early by validation Sharpe
+    {"name": "simple_markets", "episodes": 2000, "promote_when": {"metric": "val_sharpe", "above": 1.0}},
+    {"name": "moderate_volatility", "episodes": 3000, "promote_when": {"metric": "val_sharpe", "above": 1.0}},
+    {"name": "complex_regimes", "episodes": 5000},
+]
+ENSEMBLE_CONFIG = None    # an ensemble YAML, e.g. tune_configs/ensemble.yaml (None: the built-in members)''',
+)
+
+define(
+    "Model_Selection_Colab.ipynb",
+    "Model selection",
+    "Evaluates every trained variant of an experiment folder (training runs, search trials, ensembles) on the "
+    "validation split, ranks them with block-bootstrap confidence intervals and the deflated Sharpe ratio, picks the "
+    "best, and reports it once on the test split with stress tests.",
+    [
+        """from pathlib import Path
+
+from rllib_algospace.config import load_config, quick_overrides
+from rllib_algospace.training import train
+
+experiment = Path(session.storage_path) / EXPERIMENT
+if QUICK and not experiment.exists():  # two tiny runs to choose from
+    for seed in (0, 1):
+        train(load_config(None, {**quick_overrides(), "experiment.storage_path": str(experiment), "experiment.name": f"seed{seed}", "experiment.seed": seed, "experiment.stop.training_iteration": 1}))""",
+        """from rllib_algospace.select import format_selection, select_best
+
+selection = select_best(experiment, split="val", n_boot=200 if QUICK else 2000, stress=not QUICK)
+print(format_selection(selection))""",
+    ],
+    extra_params='''EXPERIMENT = "mappo"    # the experiment folder under the project's results''',
+)
+
+
 def main() -> None:
     for rel, nb in NOTEBOOKS.items():
         path = ROOT / rel

@@ -5,6 +5,8 @@ centralized_critic=True : actors = `ActorModule` (policy only), one learner-only
 centralized_critic=False: actors = `ActorCriticModule` -> plain independent PPO
     (RLlib's GeneralAdvantageEstimation + PPO vf loss), same actor MLP.
 """
+import copy
+
 import gymnasium as gym
 import numpy as np
 import torch
@@ -139,12 +141,40 @@ class MAPPOConfig(PPOConfig):
 
 
 METADATA_FILE = "algospace.json"
+# Key of the algorithm state (algorithm_state.pkl) holding `MAPPO.extra_state`.
+EXTRA_STATE_KEY = "algospace_extra_state"
 
 
 class MAPPO(PPO):
     @classmethod
     def get_default_config(cls) -> MAPPOConfig:
         return MAPPOConfig()
+
+    # ------------------------------------------- features' checkpointed state
+    @property
+    def extra_state(self) -> dict:
+        """Plain, picklable state of this run's features (one key each, e.g.
+        ``"curriculum"``): saved with every checkpoint (Tune's and
+        ``save_to_path``) and restored with it. After a restore, each callback
+        object with an ``on_extra_state_restored(algorithm=...)`` method is told."""
+        return self.__dict__.setdefault("_algospace_extra_state", {})
+
+    def get_state(self, components=None, *, not_components=None, **kwargs):
+        state = super().get_state(components, not_components=not_components, **kwargs)
+        if self._check_component(EXTRA_STATE_KEY, components, not_components):
+            state[EXTRA_STATE_KEY] = copy.deepcopy(self.extra_state)
+        return state
+
+    def set_state(self, state) -> None:
+        super().set_state(state)
+        if EXTRA_STATE_KEY in state:
+            self.extra_state.clear()
+            self.extra_state.update(copy.deepcopy(state[EXTRA_STATE_KEY]))
+            callbacks = self.callbacks if isinstance(self.callbacks, (list, tuple)) else [self.callbacks]
+            for callback in callbacks:
+                hook = getattr(callback, "on_extra_state_restored", None)
+                if hook is not None:
+                    hook(algorithm=self)
 
     def save_checkpoint(self, checkpoint_dir: str) -> None:
         """RLlib's checkpoint, plus ``algospace.json``: what evaluation and
@@ -172,6 +202,14 @@ def write_checkpoint_metadata(algo, checkpoint_dir: str) -> None:
         "training_iteration": int(algo.iteration),
         "model_config": dict(config.model_config or {}),
     }
+    curriculum = getattr(algo, "extra_state", {}).get("curriculum")
+    if curriculum:
+        # The team was last trained on the current stage's market: evaluate there.
+        meta["curriculum"] = {k: curriculum[k] for k in ("stage", "task") if k in curriculum}
+        tasks = env_config.get("tasks") or {}
+        if curriculum.get("task") in tasks:
+            env_config["task"] = curriculum["task"]
+            env_config["data"] = tasks[curriculum["task"]]
     tmp = os.path.join(checkpoint_dir, METADATA_FILE + ".tmp")
     with open(tmp, "w") as f:
         json.dump(meta, f, indent=2, default=str)
@@ -199,6 +237,27 @@ class MAPPOTorchLearner(OomSplitting, PPOTorchLearner):
             # NB: ConnectorPipelineV2.insert_before() silently inserts before the LAST
             # piece if the name is not found (connector_pipeline_v2.py:189-196).
             pipe.connectors.insert(idx[0], BootstrapTruncatedEpisodes())
+
+    def configure_optimizers_for_module(self, module_id, config=None) -> None:
+        # Modules without parameters (rllib_algospace.frozen.RuleActorModule, the
+        # fixed rule policies of frozen agents) have nothing to optimise (and
+        # torch.optim.Adam([]) raises).
+        if not _has_trainable_params(self._module[module_id]):
+            return
+        super().configure_optimizers_for_module(module_id=module_id, config=config)
+
+    def _make_modules_ddp_if_necessary(self) -> None:
+        # As TorchLearner's, but modules without trainable parameters stay
+        # unwrapped (DDP refuses them).
+        from ray.rllib.core.rl_module.multi_rl_module import MultiRLModule
+        from ray.rllib.core.rl_module.torch.torch_rl_module import TorchDDPRLModule, TorchRLModule
+
+        if self.config.num_learners <= 1 or not isinstance(self._module, MultiRLModule):
+            return super()._make_modules_ddp_if_necessary()
+        for key in list(self._module.keys()):
+            sub_module = self._module[key]
+            if isinstance(sub_module, TorchRLModule) and _has_trainable_params(sub_module):
+                self._module.add_module(key, TorchDDPRLModule(sub_module, **self.config.torch_ddp_kwargs), override=True)
 
     @classmethod
     def rl_module_required_apis(cls) -> list:
@@ -298,3 +357,6 @@ class MAPPOTorchLearner(OomSplitting, PPOTorchLearner):
                     self._grad_scalers[mid].unscale_(self.get_optimizer(mid, name))
         return super().postprocess_gradients(gradients_dict)
 
+
+def _has_trainable_params(module) -> bool:
+    return any(p.requires_grad for p in module.parameters())

@@ -1,0 +1,719 @@
+"""Stress tests and regime adaptability of a team policy (numpy, h5py,
+matplotlib; no Ray).
+
+Stress scenarios
+----------------
+Each scenario is evaluated on one split (normally ``test``) of a market file
+*without touching the file*: the bars of the whole file are read (so the
+features of the stressed bars have their full history), only bars inside the
+split are changed, and a temporary market file is rebuilt with
+``envs.data.dataset.build_market_file`` (same higher-timeframe multiple, every
+feature recomputed). The split boundaries and ``first_valid`` of the rebuilt
+file are checked against the original; if ``plan_layout`` would move them the
+file is written again with the original layout, so the bounds are always
+identical. Since the features are causal, every bar, higher-timeframe bar and
+feature row the policy can see before the split is bit-for-bit the original.
+
+Price changes work on log prices relative to the previous close: for bar ``t``
+of the split with ``x_f = log(f_t) - log(close_{t-1})`` (``f`` = open, high,
+low, close) a scenario maps ``x_f -> x'_f``, and the new prices are chained
+from the new previous close, ``f'_t = close'_{t-1} * exp(x'_f)``. High and low
+are then the max and min of the four new prices, so every bar stays
+consistent (``low <= open, close <= high``) and positive. Timestamps, volume
+and regime labels are kept. Bars before the first changed one are copied
+unchanged; a level shift (crash, gap) carries on to the end of the split.
+
+``flash_crash``      at ``at`` (share of the split, default 0.5) the close falls
+                     by ``drop`` (8%) spread over ``bars`` (3) bars (the lows
+                     follow), then recovers ``rebound`` (100%) of the fall over
+                     ``rebound_bars`` (6) bars.
+``volatility_x3``    from ``at`` (0.25) to the end of the split every relative
+                     log price is scaled by ``factor`` (3) around the trend
+                     ``mu`` (the mean close-to-close log return of those bars):
+                     ``x' = mu + 3 (x - mu)``; the drift stays, the
+                     volatility triples.
+``trend_reversal``   from ``at`` (0.5, the midpoint) on ``x' = -x``: every
+                     close-to-close return flips its sign (the path is
+                     mirrored; highs and lows swap roles).
+``overnight_gap``    bar ``at`` (0.5) opens ``gap`` (-5%) away from the
+                     previous close (the whole bar moves with it); the level
+                     stays shifted afterwards.
+``double_costs``     no data change: ``commission_bps`` and ``slippage_bps``
+                     (the evaluated environment settings or the environment's
+                     defaults) times ``factor`` (2).
+
+Every scenario (and the unstressed reference) runs the policy greedily over
+the whole split (``full_split``), and buy-and-hold beside it to show what the
+scenario did to the market.
+
+``stress_test_score``: the share of scenarios the team *survives*: its maximum
+drawdown over the split stays at or below ``drawdown_limit`` (default 20%)
+and the equity floor never ends the run. In [0, 1]; 1 = every scenario
+survived. The report also gives per scenario the change of total return,
+Sharpe and max drawdown against the unstressed run, their means
+(``mean_return_change``, ``mean_sharpe_change``) and the worst scenario.
+
+Regime adaptability
+-------------------
+:func:`regime_adaptability` groups the steps of an evaluation run by regime:
+the ground-truth label of the bar acted on where the data has labels
+(synthetic data), else the regime agent's own call at that step (``source``
+says which). Per regime: steps, compounded return, annualised Sharpe, hit
+rate (share of steps with a position whose return was positive), exposure,
+and the regime agent's accuracy (with labels). ``dispersion`` summarises how
+evenly the team does across regimes (regimes with at least ``min_steps``
+steps): standard deviation and range of the per-regime Sharpe and return,
+the best and worst regime, and the share of regimes with a positive return.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import tempfile
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+from envs.data.bars import PRICE_FIELDS, REGIME_NAMES, Bars, aggregate_bars
+from envs.data.store import read_attrs
+
+BAR_SCENARIOS = ("flash_crash", "volatility_x3", "trend_reversal", "overnight_gap")
+COST_SCENARIOS = ("double_costs",)
+SCENARIOS = BAR_SCENARIOS + COST_SCENARIOS
+DEFAULT_PARAMS: dict[str, dict] = {
+    "flash_crash": {"at": 0.5, "drop": 0.08, "bars": 3, "rebound": 1.0, "rebound_bars": 6},
+    "volatility_x3": {"at": 0.25, "factor": 3.0},
+    "trend_reversal": {"at": 0.5},
+    "overnight_gap": {"at": 0.5, "gap": -0.05},
+    "double_costs": {"factor": 2.0},
+}
+DESCRIPTIONS = {
+    "flash_crash": "close falls {drop:.0%} over {bars} bars at {at:.0%} of the split, then recovers {rebound:.0%} of it over {rebound_bars} bars",
+    "volatility_x3": "log returns scaled x{factor:g} around the trend from {at:.0%} of the split on",
+    "trend_reversal": "sign of every return flipped from {at:.0%} of the split on",
+    "overnight_gap": "a {gap:+.0%} open gap at {at:.0%} of the split",
+    "double_costs": "commission and slippage x{factor:g} (no data change)",
+}
+DEFAULT_DRAWDOWN_LIMIT = 0.20
+SCORE_DEFINITION = (
+    "share of stress scenarios in which the team's max drawdown stays at or below the drawdown limit "
+    "and the equity floor never ends the run (1 = all survived)"
+)
+
+
+# -- market files -----------------------------------------------------------------------
+def read_bars(path: str | os.PathLike) -> tuple[Bars, Bars, dict]:
+    """The base bars, higher-timeframe bars and root attributes of a market file."""
+    attrs = read_attrs(path)
+    with h5py.File(str(path), "r") as f:
+        def bars(group: str, freq: int, labels) -> Bars:
+            return Bars(
+                timestamp=f[f"{group}/timestamp"][:],
+                open=f[f"{group}/open"][:],
+                high=f[f"{group}/high"][:],
+                low=f[f"{group}/low"][:],
+                close=f[f"{group}/close"][:],
+                volume=f[f"{group}/volume"][:],
+                freq_seconds=freq,
+                regime_label=labels,
+                has_volume=bool(attrs["has_volume"]),
+                source=str(attrs["source"]),
+            )
+
+        base = bars("base", int(attrs["freq_seconds"]), f["base/regime_label"][:])
+        htf = bars("htf", int(attrs["htf_freq_seconds"]), None)
+    return base, htf, attrs
+
+
+def file_digest(path: str | os.PathLike) -> str:
+    """SHA-256 of a file's bytes."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def scenario_params(scenario: str, **overrides) -> dict:
+    if scenario not in DEFAULT_PARAMS:
+        raise ValueError(f"unknown stress scenario {scenario!r}; scenarios are {', '.join(SCENARIOS)}")
+    unknown = sorted(set(overrides) - set(DEFAULT_PARAMS[scenario]))
+    if unknown:
+        raise ValueError(f"stress scenario {scenario!r} has no parameter {unknown[0]!r}; parameters: {', '.join(DEFAULT_PARAMS[scenario])}")
+    return {**DEFAULT_PARAMS[scenario], **overrides}
+
+
+def describe_scenario(scenario: str, **overrides) -> str:
+    return DESCRIPTIONS[scenario].format(**scenario_params(scenario, **overrides))
+
+
+def _position(at: float, n: int, room: int = 1) -> int:
+    """Bar offset ``at`` (a share of ``n``) inside the split, leaving ``room`` bars."""
+    return int(min(max(0, math.floor(at * n)), max(0, n - room)))
+
+
+def _transform(scenario: str, rel: dict[str, np.ndarray], p: dict) -> dict[str, np.ndarray]:
+    """New relative log prices (see the module docstring) of a split's bars."""
+    n = len(rel["close"])
+    new = {f: rel[f].copy() for f in PRICE_FIELDS}
+    if scenario == "flash_crash":
+        crash, up = int(p["bars"]), int(p["rebound_bars"])
+        if crash < 1 or up < 0 or not 0 < p["drop"] < 1 or p["rebound"] < 0:
+            raise ValueError(f"flash_crash needs 0 < drop < 1, bars >= 1, rebound >= 0, rebound_bars >= 0; got {p}")
+        i0 = _position(p["at"], n, crash + up)
+        fall = math.log1p(-p["drop"])
+        d = np.zeros(n)
+        d[i0 : i0 + crash] = fall / crash
+        if up:
+            d[i0 + crash : i0 + crash + up] = -fall * p["rebound"] / up
+        new["close"] += d
+        new["high"] += np.maximum(d, 0.0)
+        new["low"] += np.minimum(d, 0.0)
+    elif scenario == "volatility_x3":
+        if p["factor"] <= 0:
+            raise ValueError(f"volatility_x3 needs factor > 0, got {p['factor']}")
+        i0 = _position(p["at"], n)
+        mu = float(np.mean(rel["close"][i0:]))
+        for f in PRICE_FIELDS:
+            new[f][i0:] = mu + p["factor"] * (rel[f][i0:] - mu)
+    elif scenario == "trend_reversal":
+        i0 = _position(p["at"], n)
+        for f in PRICE_FIELDS:
+            new[f][i0:] = -rel[f][i0:]
+    elif scenario == "overnight_gap":
+        if not -1 < p["gap"]:
+            raise ValueError(f"overnight_gap needs gap > -1, got {p['gap']}")
+        i0 = _position(p["at"], n)
+        for f in PRICE_FIELDS:
+            new[f][i0] += math.log1p(p["gap"])
+    else:
+        raise ValueError(f"{scenario!r} is not a price scenario; price scenarios are {', '.join(BAR_SCENARIOS)}")
+    return new
+
+
+def stress_bars(base: Bars, scenario: str, start: int, stop: int, **params) -> Bars:
+    """``base`` with ``scenario`` applied to the bars ``[start, stop)`` (the
+    bars outside are the same arrays' values, untouched)."""
+    p = scenario_params(scenario, **params)
+    if not 1 <= start < stop <= len(base):
+        raise ValueError(f"stress range [{start}, {stop}) must lie inside [1, {len(base)}]")
+    logs = {f: np.log(getattr(base, f)) for f in PRICE_FIELDS}
+    prev_close = logs["close"][start - 1 : stop - 1]
+    rel = {f: logs[f][start:stop] - prev_close for f in PRICE_FIELDS}
+    new = _transform(scenario, rel, p)
+    changed = np.zeros(stop - start, dtype=bool)
+    for f in PRICE_FIELDS:
+        changed |= new[f] != rel[f]
+    prices = {f: getattr(base, f).copy() for f in PRICE_FIELDS}
+    if changed.any():
+        first = int(np.argmax(changed))
+        a = start + first
+        new_close = logs["close"][a - 1] + np.cumsum(new["close"][first:])
+        new_prev = np.r_[logs["close"][a - 1], new_close[:-1]]
+        values = {f: np.exp(new_prev + new[f][first:]) for f in PRICE_FIELDS}
+        values["close"] = np.exp(new_close)
+        stacked = np.vstack([values[f] for f in PRICE_FIELDS])
+        prices["open"][a:stop] = values["open"]
+        prices["close"][a:stop] = values["close"]
+        prices["high"][a:stop] = stacked.max(axis=0)
+        prices["low"][a:stop] = stacked.min(axis=0)
+    return Bars(
+        timestamp=base.timestamp,
+        volume=base.volume,
+        freq_seconds=base.freq_seconds,
+        regime_label=base.regime_label,
+        has_volume=base.has_volume,
+        source=f"{base.source} [stress: {scenario}]",
+        **prices,
+    )
+
+
+def _adjust_htf(htf: Bars, base: Bars, stressed: Bars) -> Bars:
+    """Imported higher-timeframe bars moved with the stressed base bars they
+    contain (only the HTF bars holding a changed base bar change)."""
+    member = np.searchsorted(htf.timestamp, base.timestamp, side="right") - 1
+    ratio = {f: getattr(stressed, f) / getattr(base, f) for f in PRICE_FIELDS}
+    changed = np.zeros(len(base), dtype=bool)
+    for f in PRICE_FIELDS:
+        changed |= ratio[f] != 1.0
+    prices = {f: getattr(htf, f).copy() for f in PRICE_FIELDS}
+    for j in np.unique(member[changed & (member >= 0)]):
+        rows = np.flatnonzero(member == j)
+        o = htf.open[j] * ratio["open"][rows[0]]
+        c = htf.close[j] * ratio["close"][rows[-1]]
+        prices["open"][j] = o
+        prices["close"][j] = c
+        prices["high"][j] = max(htf.high[j] * float(ratio["high"][rows].max()), o, c)
+        prices["low"][j] = min(htf.low[j] * float(ratio["low"][rows].min()), o, c)
+    return Bars(timestamp=htf.timestamp, volume=htf.volume, freq_seconds=htf.freq_seconds, has_volume=htf.has_volume, source=stressed.source, **prices)
+
+
+def _is_aggregate(htf: Bars, base: Bars, multiple: int) -> bool:
+    agg = aggregate_bars(base, multiple)
+    if len(agg) != len(htf) or not np.array_equal(agg.timestamp, htf.timestamp):
+        return False
+    return all(np.array_equal(getattr(agg, f), getattr(htf, f)) for f in PRICE_FIELDS + ("volume",))
+
+
+def stressed_market_file(data: str | os.PathLike, scenario: str, out: str | os.PathLike, *, split: str = "test", **params) -> Path:
+    """Write a copy of market file ``data`` with ``scenario`` applied to the
+    bars of ``split`` to ``out`` (``data`` is only read); the split bounds and
+    ``first_valid`` of ``out`` are those of ``data``."""
+    from envs.data.dataset import build_market_file
+
+    base, htf, attrs = read_bars(data)
+    if split not in attrs["splits"]:
+        raise ValueError(f"{data}: no split {split!r}; splits are {', '.join(attrs['splits'])}")
+    start, stop = attrs["splits"][split]
+    stressed = stress_bars(base, scenario, start, stop, **params)
+    multiple = int(attrs["htf_multiple"])
+    if _is_aggregate(htf, base, multiple):
+        out = build_market_file(stressed, out, htf_multiple=multiple)
+        new_htf = None
+    else:
+        new_htf = _adjust_htf(htf, base, stressed)
+        out = build_market_file(stressed, out, htf_multiple=multiple, htf=new_htf)
+    new_attrs = read_attrs(out)
+    if new_attrs["splits"] != attrs["splits"] or int(new_attrs["first_valid"]) != int(attrs["first_valid"]):
+        _rewrite_with_layout(stressed, new_htf, multiple, attrs, out)
+        new_attrs = read_attrs(out)
+        if new_attrs["splits"] != attrs["splits"]:  # pragma: no cover - the layout is written as given
+            raise RuntimeError(f"{out}: split bounds {new_attrs['splits']} differ from {attrs['splits']}")
+    return Path(out)
+
+
+def _rewrite_with_layout(base: Bars, htf: Bars | None, multiple: int, attrs: dict, out) -> None:
+    """The file again with the original layout (when the recomputed features'
+    warmups would move ``first_valid`` or the split bounds)."""
+    from envs.data.bars import htf_visible_count
+    from envs.data.store import Layout, write_market_file
+    from envs.features import compute_features
+
+    htf = aggregate_bars(base, multiple) if htf is None else htf
+    visible = htf_visible_count(base, htf)
+    layout = Layout(first_valid=int(attrs["first_valid"]), splits={k: tuple(v) for k, v in attrs["splits"].items()})
+    write_market_file(out, base, htf, visible, compute_features(base, htf), layout, multiple)
+
+
+def cost_overrides(env_overrides: dict | None = None, factor: float = 2.0) -> dict:
+    """``env_overrides`` with ``commission_bps`` and ``slippage_bps`` (their
+    values there, else the environment defaults) times ``factor``."""
+    from envs.market.config import MarketEnvConfig
+
+    defaults = MarketEnvConfig()
+    out = dict(env_overrides or {})
+    for key in ("commission_bps", "slippage_bps"):
+        out[key] = float(out.get(key, getattr(defaults, key))) * factor
+    return out
+
+
+def resolve_data_path(data, env_overrides: dict | None = None) -> str:
+    """The market file the environment would read (``None``: the default
+    synthetic data of the configured task)."""
+    if data is not None:
+        return str(data)
+    from envs.data.default import default_dataset_path
+    from envs.market.config import MarketEnvConfig
+
+    task = (env_overrides or {}).get("task", MarketEnvConfig().task)
+    return str(default_dataset_path(task))
+
+
+# -- regime adaptability ---------------------------------------------------------------------
+def _regime_name(code: int) -> str:
+    return REGIME_NAMES[code] if 0 <= code < len(REGIME_NAMES) else str(code)
+
+
+def regime_adaptability(run, *, min_steps: int = 20) -> dict:
+    """Per-regime performance of an :class:`~rllib_algospace.evaluation.EvaluationRun`
+    (see the module docstring)."""
+    labels = np.asarray(run.regime_label)
+    if np.any(labels >= 0):
+        source, groups = "ground_truth", labels
+    else:
+        source, groups = "detected", np.asarray(run.actions["regime"])
+    r = np.asarray(run.step_return, dtype=np.float64)
+    exposed = np.abs(np.asarray(run.exposure)) > 1e-12
+    annual = math.sqrt(run.meta.get("bars_per_year", 1.0))
+    n = len(r)
+    regimes = {}
+    for code in sorted(int(c) for c in np.unique(groups) if c >= 0):
+        mask = groups == code
+        rk = r[mask]
+        k = int(mask.sum())
+        std = float(rk.std(ddof=1)) if k > 1 else 0.0
+        held = mask & exposed
+        entry = {
+            "steps": k,
+            "step_share": k / n if n else float("nan"),
+            "return": float(np.expm1(np.log1p(rk).sum())),
+            "mean_return": float(rk.mean()) if k else float("nan"),
+            "sharpe": (float(rk.mean() / std * annual) if std > 0 else 0.0) if k > 1 else float("nan"),
+            "hit_rate": float(np.mean(r[held] > 0)) if held.any() else float("nan"),
+            "exposure": float(np.mean(exposed[mask])) if k else float("nan"),
+        }
+        if source == "ground_truth":
+            entry["regime_accuracy"] = float(np.mean(np.asarray(run.actions["regime"])[mask] == code))
+        regimes[_regime_name(code)] = entry
+    counted = {name: v for name, v in regimes.items() if v["steps"] >= min_steps}
+    sharpes = np.array([v["sharpe"] for v in counted.values()], dtype=np.float64)
+    returns = np.array([v["return"] for v in counted.values()], dtype=np.float64)
+    dispersion = {
+        "regimes_counted": len(counted),
+        "min_steps": int(min_steps),
+        "sharpe_std": float(sharpes.std(ddof=1)) if len(sharpes) > 1 else float("nan"),
+        "sharpe_range": float(sharpes.max() - sharpes.min()) if len(sharpes) else float("nan"),
+        "return_std": float(returns.std(ddof=1)) if len(returns) > 1 else float("nan"),
+        "return_range": float(returns.max() - returns.min()) if len(returns) else float("nan"),
+        "worst_regime": min(counted, key=lambda k: counted[k]["sharpe"]) if counted else None,
+        "best_regime": max(counted, key=lambda k: counted[k]["sharpe"]) if counted else None,
+        "min_sharpe": float(sharpes.min()) if len(sharpes) else float("nan"),
+        "positive_share": float(np.mean(returns > 0)) if len(returns) else float("nan"),
+    }
+    return {"source": source, "regimes": regimes, "dispersion": dispersion}
+
+
+# -- the stress test ------------------------------------------------------------------------------
+class StressResult(dict):
+    """The stress report as a plain dict; the runs behind it are in ``.runs``
+    (``{"reference" | scenario: {"team": run, "buy_and_hold": run}}``)."""
+
+    runs: dict
+
+
+def _summary(metrics: dict) -> dict:
+    keys = ("total_return", "sharpe", "sortino", "max_drawdown", "trades", "exposure", "costs", "terminated_early", "bars")
+    return {k: metrics.get(k, float("nan")) for k in keys}
+
+
+def stress_test_score(scenarios: dict, drawdown_limit: float = DEFAULT_DRAWDOWN_LIMIT) -> float:
+    """The share of ``scenarios`` (name -> ``{"team": metrics}``) the team
+    survives (see the module docstring); NaN for no scenarios."""
+    if not scenarios:
+        return float("nan")
+    return float(np.mean([survived(s["team"], drawdown_limit) for s in scenarios.values()]))
+
+
+def survived(metrics: dict, drawdown_limit: float = DEFAULT_DRAWDOWN_LIMIT) -> bool:
+    return bool(metrics["max_drawdown"] <= drawdown_limit and not metrics.get("terminated_early", False))
+
+
+def stress_test(
+    policy,
+    *,
+    data: str | os.PathLike | None = None,
+    split: str = "test",
+    env_overrides: dict | None = None,
+    scenarios=SCENARIOS,
+    params: dict[str, dict] | None = None,
+    drawdown_limit: float = DEFAULT_DRAWDOWN_LIMIT,
+    seed: int = 0,
+    workdir: str | os.PathLike | None = None,
+    reference=None,
+) -> StressResult:
+    """Run ``policy`` (and buy-and-hold) over ``split`` of ``data``
+    unstressed and under each scenario. ``params``: per-scenario parameter
+    overrides. ``workdir``: keep the stressed market files there (default: a
+    temporary folder, removed afterwards). ``reference``: an already computed
+    unstressed full-split run of the policy with the same settings (else it
+    is run here). Returns a :class:`StressResult`."""
+    from rllib_algospace.evaluation import run_policy
+    from rllib_algospace.policies import buy_and_hold_policy
+
+    params = dict(params or {})
+    unknown = sorted((set(scenarios) | set(params)) - set(SCENARIOS))
+    if unknown:
+        raise ValueError(f"unknown stress scenario {unknown[0]!r}; scenarios are {', '.join(SCENARIOS)}")
+    data_path = resolve_data_path(data, env_overrides)
+    overrides = dict(env_overrides or {})
+
+    def runs_on(path, env):
+        team = run_policy(policy, data=path, split=split, full_split=True, env_overrides=env, seed=seed)
+        bh = run_policy(buy_and_hold_policy, data=path, split=split, full_split=True, env_overrides=env, seed=seed)
+        return {"team": team, "buy_and_hold": bh}
+
+    all_runs = {}
+    if reference is not None and reference.meta.get("full_split") and reference.meta.get("split") == split:
+        bh = run_policy(buy_and_hold_policy, data=data_path, split=split, full_split=True, env_overrides=overrides, seed=seed)
+        all_runs["reference"] = {"team": reference, "buy_and_hold": bh}
+    else:
+        all_runs["reference"] = runs_on(data_path, overrides)
+    ref = all_runs["reference"]["team"].metrics
+
+    tmp = None
+    folder = Path(workdir) if workdir is not None else None
+    if folder is None:
+        tmp = tempfile.TemporaryDirectory(prefix="algospace-stress-")
+        folder = Path(tmp.name)
+    folder.mkdir(parents=True, exist_ok=True)
+    out_scenarios = {}
+    try:
+        for name in scenarios:
+            p = scenario_params(name, **params.get(name, {}))
+            if name in COST_SCENARIOS:
+                path, env = data_path, cost_overrides(overrides, p["factor"])
+            else:
+                path = stressed_market_file(data_path, name, folder / f"stress-{name}.h5", split=split, **p)
+                env = overrides
+            runs = runs_on(str(path), env)
+            all_runs[name] = runs
+            team = runs["team"].metrics
+            out_scenarios[name] = {
+                "description": DESCRIPTIONS[name].format(**p),
+                "params": p,
+                "team": _summary(team),
+                "buy_and_hold": _summary(runs["buy_and_hold"].metrics),
+                "change": {k: team[k] - ref[k] for k in ("total_return", "sharpe", "max_drawdown")},
+                "survived": survived(team, drawdown_limit),
+            }
+    finally:
+        if tmp is not None:
+            tmp.cleanup()
+    worst = min(out_scenarios, key=lambda k: out_scenarios[k]["team"]["total_return"]) if out_scenarios else None
+    result = StressResult(
+        {
+            "data": data_path,
+            "split": split,
+            "drawdown_limit": float(drawdown_limit),
+            "score": stress_test_score(out_scenarios, drawdown_limit),
+            "score_definition": SCORE_DEFINITION,
+            "mean_return_change": float(np.mean([s["change"]["total_return"] for s in out_scenarios.values()])) if out_scenarios else float("nan"),
+            "mean_sharpe_change": float(np.mean([s["change"]["sharpe"] for s in out_scenarios.values()])) if out_scenarios else float("nan"),
+            "worst_scenario": worst,
+            "reference": {"team": _summary(ref), "buy_and_hold": _summary(all_runs["reference"]["buy_and_hold"].metrics)},
+            "scenarios": out_scenarios,
+        }
+    )
+    result.runs = all_runs
+    return result
+
+
+# -- documents: one block list rendered as Markdown and as HTML ----------------------------------------
+def fmt(value, kind: str = "num") -> str:
+    """A table cell: ``pct`` percent, ``int``, ``num`` 3 decimals; n/a for None/NaN/inf."""
+    if value is None:
+        return "n/a"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, str):
+        return value
+    v = float(value)
+    if not math.isfinite(v):
+        return "n/a"
+    if kind == "pct":
+        return f"{v:.2%}"
+    if kind == "int":
+        return f"{int(round(v))}"
+    return f"{v:.3f}"
+
+
+def to_markdown(blocks: list[tuple]) -> str:
+    """Blocks: ``("h", level, text)``, ``("p", text)``, ``("ul", [items])``,
+    ``("table", headers, rows)``, ``("img", path, alt)``, ``("code", text)``."""
+    out = []
+    for block in blocks:
+        kind = block[0]
+        if kind == "h":
+            out.append("#" * block[1] + " " + block[2])
+        elif kind == "p":
+            out.append(block[1])
+        elif kind == "ul":
+            out.append("\n".join(f"- {item}" for item in block[1]))
+        elif kind == "table":
+            headers, rows = block[1], block[2]
+            esc = lambda s: str(s).replace("|", "\\|")  # noqa: E731
+            lines = ["| " + " | ".join(esc(h) for h in headers) + " |", "|" + "|".join("---" for _ in headers) + "|"]
+            lines += ["| " + " | ".join(esc(c) for c in row) + " |" for row in rows]
+            out.append("\n".join(lines))
+        elif kind == "img":
+            out.append(f"![{block[2]}]({block[1]})")
+        elif kind == "code":
+            out.append("```\n" + block[1] + "\n```")
+    return "\n\n".join(out) + "\n"
+
+
+def to_html(blocks: list[tuple], title: str) -> str:
+    """The same blocks as a standalone HTML page (images by relative path)."""
+    from html import escape
+
+    body = []
+    for block in blocks:
+        kind = block[0]
+        if kind == "h":
+            body.append(f"<h{block[1]}>{escape(block[2])}</h{block[1]}>")
+        elif kind == "p":
+            body.append(f"<p>{_inline(block[1])}</p>")
+        elif kind == "ul":
+            body.append("<ul>" + "".join(f"<li>{_inline(i)}</li>" for i in block[1]) + "</ul>")
+        elif kind == "table":
+            head = "".join(f"<th>{escape(str(h))}</th>" for h in block[1])
+            rows = "".join("<tr>" + "".join(f"<td>{_inline(str(c))}</td>" for c in row) + "</tr>" for row in block[2])
+            body.append(f"<table><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>")
+        elif kind == "img":
+            body.append(f'<p><img src="{escape(block[1])}" alt="{escape(block[2])}"></p>')
+        elif kind == "code":
+            body.append(f"<pre>{escape(block[1])}</pre>")
+    style = (
+        "body{font-family:sans-serif;max-width:1200px;margin:2em auto;padding:0 1em}"
+        "table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #bbb;padding:3px 8px;text-align:right}"
+        "th{background:#eee}td:first-child,th:first-child{text-align:left}img{max-width:100%}"
+    )
+    return f'<!DOCTYPE html>\n<html><head><meta charset="utf-8"><title>{escape(title)}</title><style>{style}</style></head>\n<body>\n' + "\n".join(body) + "\n</body></html>\n"
+
+
+def _inline(text: str) -> str:
+    """HTML of a line with Markdown ``**bold**`` and ``code`` spans."""
+    import re
+    from html import escape
+
+    s = escape(text)
+    s = re.sub(r"\*\*(.+?)\*\*", r"<b>\1</b>", s)
+    return re.sub(r"`(.+?)`", r"<code>\1</code>", s)
+
+
+def atomic_write(path: str | os.PathLike, data: bytes | str) -> Path:
+    """Write ``data`` to a temporary file beside ``path``, then rename it."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    raw = data.encode() if isinstance(data, str) else data
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(raw)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def atomic_json(path: str | os.PathLike, document) -> Path:
+    """``document`` as JSON (NaN/inf -> null, numpy -> Python), written atomically."""
+    from rllib_algospace.evaluation import json_safe
+
+    return atomic_write(path, json.dumps(json_safe(document), indent=2, allow_nan=False) + "\n")
+
+
+def atomic_figure(path: str | os.PathLike, figure, dpi: int = 100) -> Path:
+    import io
+
+    buf = io.BytesIO()
+    figure.savefig(buf, format="png", dpi=dpi)
+    return atomic_write(path, buf.getvalue())
+
+
+def new_figure(rows: int = 1, cols: int = 1, size=(11, 5), **kw):
+    """A bare matplotlib Figure on the Agg canvas (no pyplot, no global backend)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=size)
+    FigureCanvasAgg(fig)
+    return fig, fig.subplots(rows, cols, **kw)
+
+
+def stress_figure(result: StressResult):
+    """Equity of the team (top) and of buy-and-hold (bottom) over the split, unstressed and per scenario."""
+    fig, (top, bottom) = new_figure(2, 1, size=(11, 7.5), sharex=True)
+    for name, runs in result.runs.items():
+        style = {"color": "black", "lw": 1.6, "zorder": 3} if name == "reference" else {"lw": 1.0, "alpha": 0.85}
+        label = "unstressed" if name == "reference" else name
+        for ax, key in ((top, "team"), (bottom, "buy_and_hold")):
+            run = runs[key]
+            ax.plot(np.arange(1, len(run.step_return) + 1), run.chained_equity / run.meta["initial_equity"], label=label, **style)
+    top.set_title(f"stress tests on the {result['split']} split: team (stress_test_score {fmt(result['score'])}, drawdown limit {result['drawdown_limit']:.0%})", fontsize=9)
+    bottom.set_title("buy & hold under the same scenarios", fontsize=9)
+    for ax in (top, bottom):
+        ax.axhline(1.0, color="black", lw=0.6, alpha=0.5)
+        ax.set_ylabel("equity / initial")
+        ax.grid(alpha=0.25)
+    top.legend(fontsize=8, loc="best")
+    bottom.set_xlabel("step")
+    fig.tight_layout()
+    return fig
+
+
+def stress_blocks(result: dict, image: str | None = None, level: int = 2) -> list[tuple]:
+    """Report blocks of a stress result (a table per scenario row)."""
+    ref = result["reference"]["team"]
+    rows = [["unstressed", fmt(ref["total_return"], "pct"), fmt(ref["sharpe"]), fmt(ref["max_drawdown"], "pct"), fmt(ref["trades"], "int"), fmt(ref["costs"]), "", "", fmt(result["reference"]["buy_and_hold"]["total_return"], "pct"), fmt(result["reference"]["buy_and_hold"]["max_drawdown"], "pct"), fmt(survived(ref, result["drawdown_limit"]))]]
+    for name, s in result["scenarios"].items():
+        t = s["team"]
+        rows.append([name, fmt(t["total_return"], "pct"), fmt(t["sharpe"]), fmt(t["max_drawdown"], "pct"), fmt(t["trades"], "int"), fmt(t["costs"]), fmt(s["change"]["total_return"], "pct"), fmt(s["change"]["sharpe"]), fmt(s["buy_and_hold"]["total_return"], "pct"), fmt(s["buy_and_hold"]["max_drawdown"], "pct"), fmt(s["survived"])])
+    blocks = [
+        ("h", level, f"Stress tests ({result['split']} split)"),
+        ("p", f"**stress_test_score = {fmt(result['score'])}**: {result['score_definition']}; drawdown limit {result['drawdown_limit']:.0%}. "
+              f"Mean change against the unstressed run: return {fmt(result['mean_return_change'], 'pct')}, Sharpe {fmt(result['mean_sharpe_change'])}; worst scenario: {result['worst_scenario']}."),
+        ("table", ["scenario", "return", "Sharpe", "max DD", "trades", "costs", "Δ return", "Δ Sharpe", "B&H return", "B&H max DD", "survived"], rows),
+        ("ul", [f"`{name}`: {s['description']}" for name, s in result["scenarios"].items()]),
+    ]
+    if image:
+        blocks.append(("img", image, "stress tests"))
+    return blocks
+
+
+def regime_blocks(adapt: dict, level: int = 2, title: str = "Regime adaptability") -> list[tuple]:
+    source = "ground-truth regime labels" if adapt["source"] == "ground_truth" else "the regime agent's own calls (the data has no labels)"
+    rows = []
+    for name, v in adapt["regimes"].items():
+        rows.append([name, fmt(v["steps"], "int"), fmt(v["step_share"], "pct"), fmt(v["return"], "pct"), fmt(v["sharpe"]), fmt(v["hit_rate"], "pct"), fmt(v["exposure"], "pct"), fmt(v.get("regime_accuracy"), "pct")])
+    d = adapt["dispersion"]
+    return [
+        ("h", level, title),
+        ("p", f"Steps grouped by {source}."),
+        ("table", ["regime", "steps", "share", "return", "Sharpe", "hit rate", "exposure", "regime accuracy"], rows),
+        ("p", f"Dispersion over the {d['regimes_counted']} regimes with at least {d['min_steps']} steps: Sharpe std {fmt(d['sharpe_std'])}, "
+              f"range {fmt(d['sharpe_range'])}; return std {fmt(d['return_std'], 'pct')}; best {d['best_regime']}, worst {d['worst_regime']}; "
+              f"positive in {fmt(d['positive_share'], 'pct')} of them."),
+    ]
+
+
+def add_stress_section(policy, team_run, out_dir, *, data, split: str, env_overrides: dict | None, seed: int = 0, json_path=None) -> dict:
+    """For ``algospace evaluate --stress``: run the stress tests and the regime
+    adaptability of ``team_run``, add both to ``json_path`` (the evaluation
+    JSON, rewritten atomically) and write ``stress.md``, ``stress.html`` and
+    ``stress.png`` into ``out_dir``. Returns the sections and file paths."""
+    out = Path(out_dir)
+    result = stress_test(policy, data=data, split=split, env_overrides=env_overrides, seed=seed, reference=team_run)
+    adapt = regime_adaptability(team_run if team_run is not None else result.runs["reference"]["team"])
+    png = atomic_figure(out / "stress.png", stress_figure(result))
+    blocks = stress_blocks(result, image="stress.png") + regime_blocks(adapt)
+    md = atomic_write(out / "stress.md", to_markdown(blocks))
+    html = atomic_write(out / "stress.html", to_html(blocks, "stress tests"))
+    if json_path is not None:
+        document = json.loads(Path(json_path).read_text())
+        document["stress"] = dict(result)
+        document["regime_adaptability"] = adapt
+        atomic_json(json_path, document)
+    return {"stress": dict(result), "regime_adaptability": adapt, "stress_md": str(md), "stress_html": str(html), "stress_png": str(png)}
+
+
+def add_ensemble_stress_section(manifest, report: dict, *, seed: int = 0) -> dict:
+    """:func:`add_stress_section` for an ensemble evaluated by
+    ``rllib_algospace.ensemble.evaluate_ensemble`` (``report`` is its return
+    value; the regime adaptability comes from the ensemble's unstressed
+    full-split run)."""
+    from rllib_algospace.select import Candidate, _env_overrides, _load_ensemble
+
+    policy, env_config = _load_ensemble(Candidate(name="ensemble", kind="ensemble", path=str(manifest)))
+    json_path = Path(report["json"])
+    data = report.get("data") or env_config.get("data")
+    return add_stress_section(policy, None, json_path.parent, data=data, split=report["split"], env_overrides=_env_overrides(env_config), seed=seed, json_path=json_path)
+
+
+def format_stress(result: dict) -> str:
+    """A plain-text table of a stress result (for the CLI)."""
+    lines = [f"{'scenario':<16}{'return':>10}{'Sharpe':>9}{'max DD':>9}{'B&H ret':>10}  survived"]
+    ref = result["reference"]
+    lines.append(f"{'unstressed':<16}{fmt(ref['team']['total_return'], 'pct'):>10}{fmt(ref['team']['sharpe']):>9}{fmt(ref['team']['max_drawdown'], 'pct'):>9}{fmt(ref['buy_and_hold']['total_return'], 'pct'):>10}  {fmt(survived(ref['team'], result['drawdown_limit']))}")
+    for name, s in result["scenarios"].items():
+        t = s["team"]
+        lines.append(f"{name:<16}{fmt(t['total_return'], 'pct'):>10}{fmt(t['sharpe']):>9}{fmt(t['max_drawdown'], 'pct'):>9}{fmt(s['buy_and_hold']['total_return'], 'pct'):>10}  {fmt(s['survived'])}")
+    lines.append(f"stress_test_score {fmt(result['score'])} ({result['score_definition']})")
+    return "\n".join(lines)
