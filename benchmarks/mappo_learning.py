@@ -4,15 +4,16 @@ run a fixed budget of training iterations, then the best checkpoint (by
 validation Sharpe) evaluated greedily on the whole test split against the
 buy-and-hold, flat and rule baselines.
 
-    python benchmarks/mappo_learning.py --budget-minutes 40 --train-batch 2000 --eval-every 4
+    python benchmarks/mappo_learning.py --budget-minutes 38 --train-batch 2000 --eval-every 4
 
 Hyperparameters: ``tune_configs/mappo.yaml`` with ``--train-batch`` (default
 2000, half the file's, for more updates in the budget), ``--minibatch``
 (256) and ``--epochs`` (5); MAPPO and PPO differ only in
 ``algorithm.centralized_critic``. No remote env runners (2 cores: the trial
 samples and learns in one process), 4 envs per runner; validation every
-``--eval-every`` iterations on 2 episodes of 2,048 ``val`` bars; a checkpoint
-at every validation.
+``--eval-every`` iterations on ``--val-episodes`` 2 episodes of 2,048 ``val``
+bars (RLlib runs one per vector sub-env, so 4 with 4 envs); a checkpoint at
+every validation.
 
 Without ``--iterations`` the per-run budget is calibrated first: one MAPPO
 algorithm built directly (same session) is timed over ``--calibrate-iters``
@@ -22,7 +23,8 @@ Each run's CPU time is the trial process's own (``getrusage``, via a callback
 added here).
 
 All runs share one Ray session (Tune trials one after the other). Raw results
-go to ``--out`` (JSON, rewritten after every run).
+go to ``--out`` (JSON, rewritten after every run); ``--report FILE`` prints the
+tables of such a file again without running anything.
 User target on simple_markets: test Sharpe > 1.2, max drawdown < 15%, win rate > 52%.
 """
 from __future__ import annotations
@@ -80,26 +82,24 @@ def _install_cpu_clock() -> None:
 
     def build(cfg, **kwargs):
         config = original(cfg, **kwargs)
-        base = config.callbacks_class
+        from ray.rllib.callbacks.callbacks import RLlibCallback
 
-        class CpuClock(base):
+        class CpuClock(RLlibCallback):
             def on_algorithm_init(self, *, algorithm, **kw):
                 import resource
 
                 ru = resource.getrusage(resource.RUSAGE_SELF)
                 self._cpu0 = ru.ru_utime + ru.ru_stime
-                super().on_algorithm_init(algorithm=algorithm, **kw)
 
             def on_train_result(self, *, algorithm, metrics_logger=None, result, **kw):
                 import resource
 
-                super().on_train_result(algorithm=algorithm, metrics_logger=metrics_logger, result=result, **kw)
                 ru = resource.getrusage(resource.RUSAGE_SELF)
                 result["proc_cpu_s"] = ru.ru_utime + ru.ru_stime - getattr(self, "_cpu0", 0.0)
                 result["proc_maxrss_mb"] = ru.ru_maxrss / 1024
 
-        CpuClock.__name__ = base.__name__
-        config.callbacks(CpuClock)
+        base = config.callbacks_class
+        config.callbacks((list(base) if isinstance(base, (list, tuple)) else [base]) + [CpuClock])
         return config
 
     training.build_algorithm_config = build
@@ -258,7 +258,9 @@ def print_tables(runs: list[dict], summary: dict) -> None:
         for algo, a in d.items():
             if algo == "baselines":
                 continue
-            ms = lambda k, f: f"{f(a[k]['mean'])} ± {f(a[k]['std'])}" if a[k]["mean"] is not None else "n/a"
+            n = a["sharpe"]["n"]
+            # win rate is undefined for a run without trades: its mean is over the runs that traded
+            ms = lambda k, f: (f"{f(a[k]['mean'])} ± {f(a[k]['std']).lstrip('+')}" + (f" (n={a[k]['n']})" if a[k]["n"] != n else "")) if a[k]["mean"] is not None else "n/a (no trades)"
             print(f"| {preset} | {algo} (mean ± std, n={a['sharpe']['n']}) | {ms('sharpe', _num)} | {ms('max_drawdown', _pct)} | {ms('win_rate', _pct)} | "
                   f"{ms('total_return', _pct)} | {ms('trades', lambda x: _num(x, '{:.0f}'))} | {a['runs_meeting_target']}/{a['sharpe']['n']} |")
         for p, t in d.get("baselines", {}).items():
@@ -284,12 +286,20 @@ def main() -> None:
     p.add_argument("--config", default="tune_configs/mappo.yaml")
     p.add_argument("--storage", default=f"/tmp/mappo_learning/{time.strftime('%Y%m%d-%H%M%S')}")
     p.add_argument("--out", default="benchmarks/results/mappo_learning.json")
+    p.add_argument("--report", default=None, metavar="JSON", help="only print the tables of a results file written before")
     args = p.parse_args()
+    if args.report:
+        with open(args.report) as fh:
+            saved = json.load(fh)
+        print_tables(saved["runs"], saved["summary"])
+        print(json.dumps({k: saved.get(k) for k in ("per_run_budget", "simple_markets_target", "elapsed_s")}))
+        return
     args.calibrate_iters = min(args.calibrate_iters, args.eval_every - 1) if args.eval_every > 1 else args.calibrate_iters
 
     import ray
     import torch
 
+    torch.set_num_threads(1)  # calibrate as a Tune trial runs (Ray starts it with OMP_NUM_THREADS=1)
     started = time.perf_counter()
     _install_cpu_clock()
     runs_plan = [(preset, algo, seed) for seed in args.seeds for preset in args.presets for algo in args.algos]

@@ -139,10 +139,14 @@ def main() -> None:
     p.add_argument("--preset", default="simple_markets")
     p.add_argument("--config", default="tune_configs/mappo.yaml")
     p.add_argument("--out", default=None, help="also write the JSON here")
+    p.add_argument("--torch-threads", type=int, default=1,
+                   help="torch threads in the driver (1: as in a Tune trial; with 2 on 2 busy cores, SGD stalls for tens of seconds)")
     args = p.parse_args()
 
     import ray
     import torch
+
+    torch.set_num_threads(args.torch_threads)
 
     configs = [run_config(args, 0), run_config(args, 1)]
     out = {

@@ -75,8 +75,11 @@ class TeamMetricsCallback(RLlibCallback):
         evaluation = result.get("evaluation", {}).get("env_runners", {})
         if evaluation:
             for metric in TRADING_METRICS:
-                if metric in evaluation:
-                    self._last_val[f"{VAL_PREFIX}{metric}"] = float(evaluation[metric])
+                value = evaluation.get(metric)
+                # RLlib repeats stale evaluation entries, NaN ones among them,
+                # on iterations without a validation: keep the last real value.
+                if value is not None and not math.isnan(float(value)):
+                    self._last_val[f"{VAL_PREFIX}{metric}"] = float(value)
         result.update(self._last_val)
         minutes = self.checkpoint_every_minutes
         if minutes and time.monotonic() - self._last_checkpoint >= minutes * 60:

@@ -185,7 +185,8 @@ def build_algorithm_config(cfg: TrainConfig, *, data_path: str | None = None, re
             evaluation_duration=1 if ev.full_split else ev.episodes,
             evaluation_duration_unit="episodes",
             evaluation_num_env_runners=0,
-            evaluation_config=MAPPOConfig.overrides(env_config=eval_env, explore=False),
+            # One env: with several, RLlib runs at least one episode per sub-env.
+            evaluation_config=MAPPOConfig.overrides(env_config=eval_env, explore=False, num_envs_per_env_runner=1),
         )
     return config
 

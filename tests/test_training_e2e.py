@@ -147,3 +147,15 @@ def test_time_budget_stops_with_checkpoint_then_resume(market_file, tmp_path):
     second = subprocess.run(_cli(*args, "--resume", "--stop-iters", "40", "--time-budget", "15s", env=env), env=env, capture_output=True, text=True, timeout=400)
     assert second.returncode == 0, second.stdout[-3000:] + second.stderr[-3000:]
     assert _last_result(trial)["training_iteration"] > stopped_at
+
+
+def test_validation_metrics_survive_iterations_without_validation():
+    from rllib_algospace.callbacks import TeamMetricsCallback
+
+    callback = TeamMetricsCallback()
+    result = {"evaluation": {"env_runners": {"sharpe": 1.5, "max_drawdown": 0.02}}}
+    callback.on_train_result(algorithm=None, result=result)
+    assert result["val_sharpe"] == 1.5
+    stale = {"evaluation": {"env_runners": {"sharpe": float("nan")}}}
+    callback.on_train_result(algorithm=None, result=stale)
+    assert stale["val_sharpe"] == 1.5 and stale["val_max_drawdown"] == 0.02

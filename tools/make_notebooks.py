@@ -254,6 +254,62 @@ print(format_selection(selection))""",
 )
 
 
+define(
+    "Production_Export_Colab.ipynb",
+    "Selection, export and a latency check",
+    "Picks the best model of an experiment folder (validation ranking with block-bootstrap intervals and the "
+    "deflated Sharpe ratio), exports it as a bundle of TorchScript actors that loads without Ray, and measures the "
+    "latency of one live decision from a new bar.",
+    [
+        """from pathlib import Path
+
+from rllib_algospace.config import load_config, quick_overrides
+from rllib_algospace.training import train
+
+experiment = Path(session.storage_path) / EXPERIMENT
+if QUICK and not experiment.exists():  # a tiny model to export
+    train(load_config(None, {**quick_overrides(), "experiment.storage_path": str(experiment), "experiment.name": "seed0", "experiment.stop.training_iteration": 1}))""",
+        """from rllib_algospace.select import format_selection, select_best
+
+selection = select_best(experiment, split="val", n_boot=200 if QUICK else 2000, stress=not QUICK)
+print(format_selection(selection))
+chosen = selection["chosen"]["path"]""",
+        """from rllib_algospace.export import export_bundle, format_report
+
+bundle = str(session.root / "bundles" / EXPERIMENT)
+report = export_bundle(chosen, bundle, quantize="auto" if QUANTIZE else None, overwrite=True)
+print(format_report(report))""",
+        """import time
+
+import numpy as np
+
+from envs.data.reader import MarketData
+from rllib_algospace.inference import TeamPolicy
+from rllib_algospace.team_policy import checkpoint_metadata
+
+policy = TeamPolicy.load(bundle)
+market = MarketData(checkpoint_metadata(chosen)["env_config"]["data"])
+start, stop = market.splits["test"]
+first = max(0, start - 1_500)  # history to fill the observation windows
+last = min(stop, start + (300 if QUICK else 10_000))
+columns = {name: market.read_base(name, first, last) for name in ("timestamp", "open", "high", "low", "close", "volume")}
+latencies = []
+for i in range(last - first):
+    bar = {name: values[i] for name, values in columns.items()}
+    t0 = time.perf_counter()
+    decision = policy.on_bar(bar)
+    elapsed = time.perf_counter() - t0
+    if decision.ready:
+        latencies.append(elapsed)
+ms = np.asarray(latencies) * 1e3
+print(f"decision latency over {len(ms)} bars: p50 {np.percentile(ms, 50):.3f} ms, p99 {np.percentile(ms, 99):.3f} ms")
+print(decision)""",
+    ],
+    extra_params='''EXPERIMENT = "mappo"    # the experiment folder under the project's results
+QUANTIZE = False        # also try int8 dynamic quantization (kept only if faster)''',
+)
+
+
 def main() -> None:
     for rel, nb in NOTEBOOKS.items():
         path = ROOT / rel
