@@ -1,0 +1,172 @@
+"""``algospace export``: a tiny trained team (one Ray iteration) as a bundle of
+TorchScript actors that loads without Ray, with checksums, logits equal to the
+RLModules', an int8 quantization report, and ensembles."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+pytestmark = [pytest.mark.ray, pytest.mark.slow]
+
+AGENTS = ("regime", "structure", "tactical", "risk")
+
+
+@pytest.fixture(scope="module")
+def bundle(tiny_checkpoint, tmp_path_factory):
+    from rllib_algospace.export import export_bundle
+
+    out = tmp_path_factory.mktemp("export") / "bundle"
+    report = export_bundle(tiny_checkpoint, out, sample_size=256)
+    return out, report
+
+
+def test_bundle_layout_and_report(bundle):
+    from rllib_algospace.inference import read_manifest
+
+    path, report = bundle
+    manifest = read_manifest(path)
+    assert report["size_bytes"] < 500e6 and report["size_bytes"] == sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+    assert report["precision"] == "float32" and report["members"] == 1 and report["quantization"] is None
+    assert report["torchscript_max_abs_logit_diff"] <= 1e-6
+    assert manifest["agents"] == list(AGENTS)
+    feats = manifest["features"]
+    assert feats["htf_multiple"] == 6 and feats["base_freq_seconds"] == 300 and feats["windows"] == {"regime": 96, "structure": 48, "tactical": 60}
+    assert feats["clip"] == 5.0 and len(feats["names"]["regime"]) == 12 and feats["bars_per_year"] > 0
+    assert manifest["data"]["schema_version"] == 1
+    assert {"torch", "numpy", "python", "ray"} <= set(manifest["versions"])
+    assert set(manifest["trading"]) == {"initial_equity", "commission_bps", "slippage_bps", "max_leverage", "rebalance_threshold"}
+    files = sorted(manifest["files"])
+    assert files == sorted([f"actors/m0/{a}.pt" for a in AGENTS] + ["actors/m0/team.pt"])
+    assert not any(p.suffix in (".pkl", ".pickle") for p in path.rglob("*"))
+
+
+def test_bundle_loads_without_ray(bundle):
+    path, _ = bundle
+    code = (
+        "import sys, json\n"
+        "from rllib_algospace.inference import TeamPolicy\n"
+        f"p = TeamPolicy.load({str(path)!r})\n"
+        "assert 'ray' not in sys.modules, 'ray was imported'\n"
+        "assert not any(m == 'ray' or m.startswith('ray.') for m in sys.modules)\n"
+        "print(json.dumps({'members': len(p.bundle.actors)}))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True)
+    assert json.loads(out.stdout.strip().splitlines()[-1]) == {"members": 1}
+
+
+def test_importing_inference_does_not_import_ray():
+    code = "import sys, rllib_algospace.inference, rllib_algospace.inference.policy; assert 'ray' not in sys.modules"
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_checksums_catch_a_corrupt_byte(bundle, tmp_path):
+    from rllib_algospace.inference import BundleError, TeamPolicy
+
+    path, _ = bundle
+    for target in ("actors/m0/tactical.pt", "manifest.json"):
+        copy = tmp_path / target.replace("/", "_")
+        shutil.copytree(path, copy)
+        f = copy / target
+        data = bytearray(f.read_bytes())
+        data[len(data) // 2] ^= 0x01
+        f.write_bytes(bytes(data))
+        with pytest.raises(BundleError, match=r"checksum mismatch") as err:
+            TeamPolicy.load(copy)
+        assert target.split("/")[-1] in str(err.value)
+    missing = tmp_path / "missing"
+    shutil.copytree(path, missing)
+    (missing / "actors/m0/risk.pt").unlink()
+    with pytest.raises(BundleError, match="missing"):
+        TeamPolicy.load(missing)
+
+
+def test_torchscript_actors_give_the_rlmodules_logits(bundle, tiny_checkpoint, market_file):
+    import torch
+
+    from envs.market.env import AlgoSpaceMarketEnv
+    from rllib_algospace.inference import load_bundle
+    from rllib_algospace.team_policy import ModuleTeamPolicy
+
+    path, _ = bundle
+    actors = load_bundle(path).actors[0]
+    modules = ModuleTeamPolicy.from_checkpoint(tiny_checkpoint)
+    env = AlgoSpaceMarketEnv(data=market_file, split="test", episode_length=64, random_start=False)
+    obs, _ = env.reset(seed=0)
+    rng = np.random.default_rng(0)
+    worst = 0.0
+    for _ in range(64):
+        ref = modules.logits(obs)
+        with torch.inference_mode():
+            got = {a: actors[a](torch.as_tensor(obs[a][None]))[0].numpy() for a in AGENTS}
+        worst = max(worst, max(float(np.abs(ref[a] - got[a]).max()) for a in AGENTS))
+        obs, _, term, trunc, _ = env.step({a: int(rng.integers(env.action_space(a).n)) for a in AGENTS})
+        if any(trunc.values()) or any(term.values()):
+            break
+    env.close()
+    assert worst <= 1e-6
+
+
+def test_cli_export_with_quantize_reports_accuracy_and_speed(tiny_checkpoint, tmp_path, capsys):
+    from rllib_algospace.cli import main
+    from rllib_algospace.inference import TeamPolicy, read_manifest
+
+    out = tmp_path / "q"
+    assert main(["export", tiny_checkpoint, "--out", str(out), "--quantize", "force"]) == 0
+    text = capsys.readouterr().out
+    assert "action agreement" in text and "kept int8" in text and "MB" in text
+    manifest = read_manifest(out)
+    q = manifest["quantization"]
+    assert manifest["precision"] == "int8" and q["kept"] == "int8" and q["mode"] == "force"
+    for a in AGENTS:
+        assert 0.0 <= q["accuracy"][a]["action_agreement"] <= 1.0 and 0.0 <= q["accuracy"][a]["max_prob_diff"] <= 1.0
+    assert q["min_action_agreement"] >= 0.5 and q["max_prob_diff"] < 0.2
+    assert q["float32_actor_us_per_decision"] > 0 and q["int8_actor_us_per_decision"] > 0
+    policy = TeamPolicy.load(out)
+    obs = {a: np.zeros(d, dtype=np.float32) for a, d in policy._obs_dims.items()}
+    assert set(policy.act(obs)) == set(AGENTS)
+    # an existing bundle is not overwritten unless asked
+    assert main(["export", tiny_checkpoint, "--out", str(out)]) == 2
+
+
+def test_ensemble_bundle_averages_member_probabilities(tiny_checkpoint, tmp_path):
+    from rllib_algospace.export import export_bundle
+    from rllib_algospace.inference import TeamPolicy
+
+    manifest = tmp_path / "ens" / "ensemble.json"
+    manifest.parent.mkdir()
+    rel = os.path.relpath(tiny_checkpoint, manifest.parent)  # relative to the manifest, as ensemble.py writes it
+    manifest.write_text(json.dumps({"format": 1, "kind": "algospace-ensemble", "members": [
+        {"name": "a", "seed": 0, "checkpoint": str(rel)},
+        {"name": "b", "seed": 1, "checkpoint": str(rel)},
+        {"name": "untrained", "checkpoint": None},
+    ]}))
+    report = export_bundle(manifest.parent, tmp_path / "eb", sample_size=64)
+    assert report["kind"] == "ensemble" and report["members"] == 2
+    policy = TeamPolicy.load(tmp_path / "eb")
+    assert [m["label"] for m in policy.manifest["members"]] == ["a", "b"]
+    rng = np.random.default_rng(1)
+    obs = {a: rng.uniform(-1, 1, d).astype(np.float32) for a, d in policy._obs_dims.items()}
+    logits = policy.logits(obs)
+    assert len(logits) == 2
+    probs = policy.probabilities(obs)
+    for a in AGENTS:
+        zs = [z[a].astype(np.float64) for z in logits]
+        mean = np.mean([np.exp(z - z.max()) / np.exp(z - z.max()).sum() for z in zs], axis=0)
+        np.testing.assert_allclose(probs[a], mean, atol=1e-9)
+        assert policy.act(obs)[a] == int(np.argmax(mean))
+
+
+def test_export_errors_are_one_line(tmp_path):
+    from rllib_algospace.export import ExportError, export_bundle
+
+    with pytest.raises(ExportError, match="no such checkpoint"):
+        export_bundle(tmp_path / "nothing", tmp_path / "b")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ExportError, match="no algospace checkpoint"):
+        export_bundle(tmp_path / "empty", tmp_path / "b")
