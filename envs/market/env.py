@@ -101,6 +101,45 @@ def _call_parts(agent: str) -> list[tuple[int, float, float]]:
     return [(N_ACTIONS[other], 0.0, 1.0) for other in OBSERVED_CALLS[agent]]
 
 
+def calls_vector(last_actions: dict) -> np.ndarray:
+    """Every agent's last call, one-hot, in agent order (zeros for an agent
+    that has not acted yet, code -1). Each agent observes a prefix of it:
+    structure the regime part, tactical regime + structure, risk all but its own."""
+    calls = np.zeros(CALLS_SIZE, dtype=np.float32)
+    for agent, offset in CALL_OFFSETS.items():
+        last = last_actions[agent]
+        if last >= 0:
+            calls[offset + last] = 1.0
+    return calls
+
+
+def portfolio_features(
+    account: Account,
+    price: float,
+    equity: float,
+    initial_equity: float,
+    drawdown: float,
+    vol_var: float,
+    bars_per_year: float,
+    time_in_trade: int,
+) -> list[float]:
+    """The risk agent's portfolio state (``PORTFOLIO_FEATURES``), clipped to
+    the feature bound; shared by the env and the live decision path."""
+    closed = account.closed_trades
+    values = (
+        account.units * price / equity,
+        account.unrealised(price) / initial_equity * 10.0,
+        account.realised / initial_equity * 10.0,
+        (equity / initial_equity - 1.0) * 10.0,
+        drawdown * 10.0,
+        math.sqrt(vol_var * bars_per_year) * 5.0,
+        time_in_trade / 100.0,
+        math.log1p(closed) / 2.0,
+        account.winning_trades / closed if closed else 0.5,
+    )
+    return [FEATURE_CLIP if v > FEATURE_CLIP else -FEATURE_CLIP if v < -FEATURE_CLIP else v for v in values]
+
+
 class EpisodeSpan:
     """Every row one episode can touch, from ``first`` to ``last`` bar plus the
     look-back of its windows, copied out of the (streamed) market data once at
@@ -354,35 +393,14 @@ class AlgoSpaceMarketEnv(ParallelEnv):
 
     # -- observations ---------------------------------------------------------
     def _calls(self) -> np.ndarray:
-        """Every agent's last call, one-hot, in agent order (zeros before the
-        first step). Each agent observes a prefix of it: structure the regime
-        part, tactical regime + structure, risk all but its own."""
-        calls = np.zeros(CALLS_SIZE, dtype=np.float32)
-        for agent, offset in CALL_OFFSETS.items():
-            last = self._last[agent]
-            if last >= 0:
-                calls[offset + last] = 1.0
-        return calls
+        return calls_vector(self._last)
 
     def _portfolio(self) -> list[float]:
-        cfg = self.config
-        account = self._account
         sp = self._span
         price = sp.close[self._t - sp.base_lo]
-        e0 = cfg.initial_equity
-        closed = account.closed_trades
-        values = (
-            account.units * price / self._equity,
-            account.unrealised(price) / e0 * 10.0,
-            account.realised / e0 * 10.0,
-            (self._equity / e0 - 1.0) * 10.0,
-            self._drawdown * 10.0,
-            math.sqrt(self._vol_var * self._bars_per_year) * 5.0,
-            self._time_in_trade / 100.0,
-            math.log1p(closed) / 2.0,
-            account.winning_trades / closed if closed else 0.5,
+        return portfolio_features(
+            self._account, price, self._equity, self.config.initial_equity, self._drawdown, self._vol_var, self._bars_per_year, self._time_in_trade
         )
-        return [FEATURE_CLIP if v > FEATURE_CLIP else -FEATURE_CLIP if v < -FEATURE_CLIP else v for v in values]
 
     def _observations(self) -> dict[str, np.ndarray]:
         t = self._t

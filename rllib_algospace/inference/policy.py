@@ -59,10 +59,11 @@ from envs.market.env import (
     ACTION_NAMES,
     AGENTS,
     CALL_OFFSETS,
-    CALLS_SIZE,
     N_ACTIONS,
     PORTFOLIO_FEATURES,
     VOL_DECAY,
+    calls_vector,
+    portfolio_features,
     VOL_WARMUP_BARS,
 )
 from envs.market.trading import Account, Fill, target_exposure
@@ -320,31 +321,13 @@ class TeamPolicy:
         self.drawdown = 1.0 - equity / self.peak
 
     def _portfolio(self, price: float) -> list[float]:
-        """``AlgoSpaceMarketEnv._portfolio``, term for term."""
-        account = self.account
-        e0 = self.trading["initial_equity"]
-        closed = account.closed_trades
-        values = (
-            account.units * price / self.equity,
-            account.unrealised(price) / e0 * 10.0,
-            account.realised / e0 * 10.0,
-            (self.equity / e0 - 1.0) * 10.0,
-            self.drawdown * 10.0,
-            math.sqrt(self.vol_var * self.bars_per_year) * 5.0,
-            self.time_in_trade / 100.0,
-            math.log1p(closed) / 2.0,
-            account.winning_trades / closed if closed else 0.5,
+        return portfolio_features(
+            self.account, price, self.equity, self.trading["initial_equity"], self.drawdown, self.vol_var, self.bars_per_year, self.time_in_trade
         )
-        return [FEATURE_CLIP if v > FEATURE_CLIP else -FEATURE_CLIP if v < -FEATURE_CLIP else v for v in values]
 
     # -- observations and actors --------------------------------------------
     def _calls(self) -> np.ndarray:
-        calls = np.zeros(CALLS_SIZE, dtype=np.float32)
-        for agent, offset in CALL_OFFSETS.items():
-            last = self.last_actions[agent]
-            if last >= 0:
-                calls[offset + last] = 1.0
-        return calls
+        return calls_vector(self.last_actions)
 
     def _build_observations(self, price: float) -> None:
         f = self.features

@@ -78,7 +78,6 @@ class MAPPOGAEConnector(ConnectorV2):
 
     def __call__(self, *, rl_module, episodes, batch: Dict[str, Any], metrics=None, **kwargs):
         critic = rl_module[CRITIC_ID].unwrapped()
-        n = len(self.agent_order)
         per_ep = self._slices(episodes, batch)
 
         states, rews, terms, truncs, masks, ep_rows = [], [], [], [], [], []

@@ -11,7 +11,6 @@ from typing import Any, Dict
 
 import gymnasium as gym
 import numpy as np
-import torch
 from torch import nn
 
 from ray.rllib.core.columns import Columns
