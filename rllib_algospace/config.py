@@ -21,6 +21,8 @@ This module imports neither Ray nor torch.
 """
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
+
 import difflib
 import math
 import os
@@ -130,7 +132,9 @@ def _check_range(v, fail: Fail, lo, hi, lo_open, hi_open) -> None:
         fail(f"must be {_range_text(lo, hi, lo_open, hi_open)}, got {_short(v)}")
 
 
-class _Kind:
+class _Kind(ABC):
+    """A value kind: checks and converts one config value."""
+
     optional = False
 
     def __call__(self, v: Any, fail: Fail) -> Any:
@@ -140,11 +144,13 @@ class _Kind:
             fail(f"expected {self.expected()}, got null")
         return self.convert(v, fail)
 
+    @abstractmethod
     def expected(self) -> str:
-        raise NotImplementedError
+        """What a valid value looks like, for error messages."""
 
+    @abstractmethod
     def convert(self, v: Any, fail: Fail) -> Any:
-        raise NotImplementedError
+        """The checked value, or ``fail(problem)``."""
 
     def _type_error(self, v: Any, fail: Fail):
         fail(f"expected {self.expected()}{' or null' if self.optional else ''}, got {_short(v)}")
