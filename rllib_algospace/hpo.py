@@ -68,7 +68,6 @@ from typing import Any, Iterable, Mapping
 
 from rllib_algospace.config import (
     DEFAULTS_SOURCE,
-    OVERRIDES_SOURCE,
     SCORE_MODES,
     AutoOr,
     Bool,
@@ -76,7 +75,9 @@ from rllib_algospace.config import (
     Int,
     Str,
     TrainConfig,
+    _as_mapping,
     _copy_tree,
+    _Ctx,
     _read_yaml,
     _short,
     quick_overrides,
@@ -289,34 +290,19 @@ _DIST_KEYS = {
 }
 
 
-class _SearchCtx:
-    def __init__(self, source: str, overridden: Iterable[str] = ()):
-        self.source = source
-        self.overridden = set(overridden)
-
-    def src(self, key: str) -> str:
-        return OVERRIDES_SOURCE if any(key == o or key.startswith(o + ".") for o in self.overridden) else self.source
-
-    def fail(self, key: str, problem: str):
-        src = self.src(key)
-        raise ConfigError(f"{src}: {key}: {problem}", source=src, key=key)
+class _SearchCtx(_Ctx):
+    """``config._Ctx`` (errors name the file, or ``overrides``), listing known
+    search keys in their documented order rather than sorted."""
 
     def unknown(self, key: str, name: Any, known: Iterable[str]):
         known = list(known)
         near = difflib.get_close_matches(name, known, n=1) if isinstance(name, str) else []
         hint = f"did you mean {near[0]}?" if near else f"known keys: {', '.join(known)}"
-        src = self.src(key)
+        src = self.source_of(key)
         raise ConfigError(f"{src}: unknown key {key} ({hint})", source=src, key=key)
 
     def mapping(self, raw: Any, key: str) -> dict:
-        if raw is None:
-            return {}
-        if not isinstance(raw, Mapping):
-            self.fail(key, f"expected a mapping, got {_short(raw)}")
-        for k in raw:
-            if not isinstance(k, str):
-                self.fail(key, f"keys must be strings, got {_short(k)}")
-        return dict(raw)
+        return _as_mapping(raw, key, self)
 
 
 def _is_primitive(v: Any) -> bool:

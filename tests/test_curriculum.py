@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from helpers import TINY_TRAINING, kill_tree
 from rllib_algospace.config import VALIDATION_METRICS, ConfigError, TrainConfig, load_config, quick_overrides
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -24,17 +25,7 @@ STAGES3 = [
     {"name": "complex_regimes", "episodes": 1000},
 ]
 # Tiny runs: 40-bar episodes, 128 env steps per iteration over 2 envs (about 3 episodes).
-TINY = {
-    "env.episode_length": 40,
-    "algorithm.train_batch_size": 128,
-    "algorithm.minibatch_size": 64,
-    "algorithm.num_epochs": 1,
-    "algorithm.actor_hiddens": [16],
-    "algorithm.critic_hiddens": [16],
-    "resources.num_envs_per_env_runner": 2,
-    "evaluation.episodes": 1,
-    "evaluation.episode_length": 40,
-}
+TINY = TINY_TRAINING
 
 
 def _write(tmp_path, text, name="c.yaml"):
@@ -247,22 +238,6 @@ def _resumable_past_stage_0(experiment: Path, trial: Path) -> bool:
         return False
 
 
-def _kill_tree(proc):
-    """SIGKILL the driver and every process it started (by PID, nothing else)."""
-    psutil = pytest.importorskip("psutil")
-    try:
-        children = psutil.Process(proc.pid).children(recursive=True)
-    except psutil.NoSuchProcess:
-        children = []
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait(timeout=30)
-    for child in children:
-        try:
-            child.kill()
-        except psutil.NoSuchProcess:
-            pass
-
-
 @pytest.mark.slow
 def test_cli_curriculum_survives_sigkill_and_resume(tmp_path):
     pytest.importorskip("psutil")
@@ -297,7 +272,7 @@ def test_cli_curriculum_survives_sigkill_and_resume(tmp_path):
             pytest.fail("no checkpoint past stage 0 within 240 s")
     finally:
         if proc.poll() is None:
-            _kill_tree(proc)
+            kill_tree(proc)
     before = _result_lines(trial)
     assert before and before[-1]["training_iteration"] < 10, "the run finished before the kill"
     assert before[0]["curriculum_stage"] == 0 and before[0]["curriculum_task"] == "simple_markets"

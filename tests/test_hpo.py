@@ -4,7 +4,6 @@ resume after SIGKILL, and two processes sharing one sqlite study."""
 import json
 import os
 import re
-import signal
 import sqlite3
 import subprocess
 import sys
@@ -15,6 +14,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from helpers import kill_tree
 from rllib_algospace.config import ConfigError, load_config, quick_overrides
 from rllib_algospace.hpo import DEFAULT_HPO_YAML, decode_params, load_hpo_config, trial_train_config
 
@@ -316,22 +316,6 @@ def _env():
     return env
 
 
-def _kill_tree(proc):
-    """SIGKILL the driver and every process it started (found by PID first)."""
-    psutil = pytest.importorskip("psutil")
-    try:
-        children = psutil.Process(proc.pid).children(recursive=True)
-    except psutil.NoSuchProcess:
-        children = []
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait(timeout=30)
-    for child in children:
-        try:
-            child.kill()
-        except psutil.NoSuchProcess:
-            pass
-
-
 def _watch(proc, lines: list) -> threading.Thread:
     def read():
         for line in proc.stdout:
@@ -365,7 +349,7 @@ def test_killed_search_resumes_and_completes_both_trials(market_file, tmp_path):
             pytest.fail("no trial result within 240 s:\n" + "".join(lines)[-3000:])
     finally:
         if proc.poll() is None:
-            _kill_tree(proc)
+            kill_tree(proc)
     assert not (exp / "best_config.yaml").exists()
     db = exp / "optuna_study.db"
     assert [state for _, state, _, _ in _study_trials(db, "tiny")][-1] == "RUNNING"  # killed mid-trial
@@ -407,7 +391,7 @@ def test_two_processes_share_one_sqlite_study(market_file, tmp_path):
     finally:
         for p in procs:
             if p.poll() is None:
-                _kill_tree(p)
+                kill_tree(p)
     trials = _study_trials(db, "tiny")
     assert [state for _, state, _, _ in trials] == ["COMPLETE"] * 4
     assert len({tuple(sorted(params.items())) for _, _, params, _ in trials}) == 4  # no repeats

@@ -7,19 +7,10 @@ import os
 import numpy as np
 import pytest
 
+from helpers import TINY_TRAINING
 from rllib_algospace.config import AGENT_NAMES, ConfigError, load_config, quick_overrides
 
-TINY = {
-    "env.episode_length": 40,
-    "algorithm.train_batch_size": 128,
-    "algorithm.minibatch_size": 64,
-    "algorithm.num_epochs": 1,
-    "algorithm.actor_hiddens": [16],
-    "algorithm.critic_hiddens": [16],
-    "resources.num_envs_per_env_runner": 2,
-    "evaluation.episodes": 1,
-    "evaluation.episode_length": 40,
-}
+TINY = TINY_TRAINING
 MODULES = (*AGENT_NAMES, "shared_critic")
 
 

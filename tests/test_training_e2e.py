@@ -2,7 +2,6 @@
 resume after SIGKILL and after a time budget, through the CLI."""
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -12,6 +11,7 @@ import pytest
 
 psutil = pytest.importorskip("psutil")
 
+from helpers import kill_tree
 from rllib_algospace.config import load_config, quick_overrides  # noqa: E402
 
 pytestmark = pytest.mark.slow
@@ -87,21 +87,6 @@ def _last_result(trial_dir: Path) -> dict:
     return json.loads(lines[-1])
 
 
-def _kill_tree(proc):
-    """SIGKILL the driver and every process it started (by PID, nothing else)."""
-    try:
-        children = psutil.Process(proc.pid).children(recursive=True)
-    except psutil.NoSuchProcess:
-        children = []
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait(timeout=30)
-    for child in children:
-        try:
-            child.kill()
-        except psutil.NoSuchProcess:
-            pass
-
-
 def test_sigkill_mid_run_then_resume_finishes(market_file, tmp_path):
     env = _run_env()
     args = ["train", "--quick", "--data", market_file, "--storage", str(tmp_path), "--name", "killed", "--stop-iters", "6", "--no-evaluate"]
@@ -122,7 +107,7 @@ def test_sigkill_mid_run_then_resume_finishes(market_file, tmp_path):
             pytest.fail("no checkpoint within 240 s")
     finally:
         if proc.poll() is None:
-            _kill_tree(proc)
+            kill_tree(proc)
     killed_at = _last_result(trial)["training_iteration"]
     assert killed_at < 6
     resumed = subprocess.run(_cli(*args, "--resume", env=env), env=env, capture_output=True, text=True, timeout=400)

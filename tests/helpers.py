@@ -1,0 +1,37 @@
+"""Helpers shared by test modules (importable as ``helpers``: pytest puts this
+folder on ``sys.path``)."""
+from __future__ import annotations
+
+import os
+import signal
+
+# Tiny training runs: 40-bar episodes, 128 env steps per iteration over 2 envs.
+TINY_TRAINING = {
+    "env.episode_length": 40,
+    "algorithm.train_batch_size": 128,
+    "algorithm.minibatch_size": 64,
+    "algorithm.num_epochs": 1,
+    "algorithm.actor_hiddens": [16],
+    "algorithm.critic_hiddens": [16],
+    "resources.num_envs_per_env_runner": 2,
+    "evaluation.episodes": 1,
+    "evaluation.episode_length": 40,
+}
+
+
+def kill_tree(proc) -> None:
+    """SIGKILL a driver we started and every process it started (found by PID
+    before the kill; nothing else is touched)."""
+    import psutil
+
+    try:
+        children = psutil.Process(proc.pid).children(recursive=True)
+    except psutil.NoSuchProcess:
+        children = []
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=30)
+    for child in children:
+        try:
+            child.kill()
+        except psutil.NoSuchProcess:
+            pass
