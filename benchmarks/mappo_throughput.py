@@ -1,38 +1,32 @@
-"""Training throughput of MAPPO (centralized critic) against independent PPO on
-the same env, train batch, minibatch and epochs, in one process, with the time
-of each iteration split into sampling and learning.
+"""End-to-end training throughput of the team path, against the path before
+it, in one run on this machine.
 
-    python benchmarks/mappo_throughput.py --iters 8 --train-batch 4000 --minibatch 256 --epochs 5 --envs 4
+    python benchmarks/mappo_throughput.py --iters 6 --old-ref 133fc68
 
-Both algorithms are built directly with ``build_algorithm_config(cfg).build_algo()``
-(no Tune): no remote env runners (the driver samples and learns), no remote
-learner, evaluation off. Each is warmed up (``--warmup`` iterations), then
-``--iters`` rounds run one iteration of each, alternating which goes first, so
-the machine's noise falls on both alike.
+Measures, one after the other in this run:
 
-Throughput is env steps per wall-clock second of ``Algorithm.train()``: the
-env steps sampled (and trained on) per iteration, i.e. the train batch, over the
-iteration's time. RLlib's ``learners/__all_modules__/num_env_steps_trained``
-is not used: in 2.60 it counts the whole batch once per *minibatch*, so it is
-inflated by about epochs x batch / minibatch. RLlib's ``timers/*`` are EMAs
-with a 0.01 coefficient (they hardly move after the first iteration), so the
-split here comes from timing wrappers installed in this process:
+1. ``env``: the market env's own team steps/s with random actions (the
+   PettingZoo ParallelEnv, and the grouped team env the trainer samples).
+2. ``mappo`` and ``ippo`` on the current path with the defaults of
+   ``tune_configs/mappo.yaml`` (``--config``), built as ``algospace train``
+   builds them (``build_algorithm_config``, the CPUs a trial gets on this
+   machine), no evaluation; ``--warmup`` untimed iterations each, then
+   ``--iters`` rounds of one iteration each, alternating which goes first.
+3. ``old``: the path before the team path, from ``git archive`` of
+   ``--old-ref`` (the commit before the change), with its own benchmark
+   script and its defaults (train batch 4,000, minibatch 256, 5 epochs, 4
+   envs, one torch thread as its Tune trials had; ``--old-threads``), in a
+   subprocess. Skipped with ``--old-ref none``.
 
-- ``sample``: ``EnvRunner.sample`` (env steps + module inference + env-runner connectors)
-  - ``env_step``: the env's own ``reset``/``step`` (for MAPPO this includes ``env.state()``
-    added to every agent's observation)
-- ``learn``: ``LearnerGroup.update`` (learner connector + SGD)
-  - ``learner_connector``: episodes -> train batch, including GAE
-    - ``gae``: RLlib's GAE (PPO) or the MAPPO GAE connector (critic forward over the batch)
-  - ``sgd``: the rest of ``learn`` (epochs x minibatches of forward/backward/step)
-- ``other``: the rest of ``train()`` (weight sync, metrics, callbacks)
+End to end is env steps per wall-clock second of ``Algorithm.train()``
+(sampling plus learning, after warm-up); the split comes from timing
+wrappers: ``sample`` (``EnvRunner.sample``: env, module inference,
+connectors, episode bookkeeping) and ``learn`` (``LearnerGroup.update``:
+learner connector with GAE, then the epochs of SGD).
 
-torch runs with one intra-op thread (``--torch-threads 1``), as in a Tune trial,
-which Ray starts with OMP_NUM_THREADS=1; with two threads on two shared cores,
-single SGD phases stalled for 20-30 s when a neighbour took a core.
-
-Target (issue 3): MAPPO / PPO throughput >= 0.9 (the headline is the median of
-the per-round ratios; each round ran both algorithms back to back).
+Targets (issue 8): MAPPO end to end >= 5,000 env steps/s and >= 10x the old
+path; MAPPO >= 0.9x independent PPO. Prints one JSON line at the end
+(``--out`` also writes it to a file).
 """
 from __future__ import annotations
 
@@ -41,11 +35,15 @@ import functools
 import json
 import os
 import platform
+import re
 import statistics
+import subprocess
+import sys
+import tempfile
 import time
 from collections import defaultdict
 
-# Timings of the iteration now running (one algorithm trains at a time).
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ACC: dict[str, float] = defaultdict(float)
 
 
@@ -61,42 +59,35 @@ def _timed(key: str, fn):
     return wrapper
 
 
-def _install_class_timers() -> None:
-    """Time the env and the two GAE connectors at class level (this process only)."""
-    from ray.rllib.connectors.learner import GeneralAdvantageEstimation
+def env_throughput(data: str, steps: int) -> dict:
+    """Random-action team steps/s of the PettingZoo env and of the team env."""
+    import numpy as np
 
-    from rllib_algospace.mappo.connectors import MAPPOGAEConnector
-    from rllib_algospace.rllib_env import OrderedParallelPettingZooEnv
+    from envs import algospace_market
+    from envs.market.env import AGENTS, N_ACTIONS
+    from envs.market.team import TeamMarketEnv
 
-    OrderedParallelPettingZooEnv.step = _timed("env_step", OrderedParallelPettingZooEnv.step)
-    OrderedParallelPettingZooEnv.reset = _timed("env_step", OrderedParallelPettingZooEnv.reset)
-    MAPPOGAEConnector.__call__ = _timed("gae", MAPPOGAEConnector.__call__)
-    GeneralAdvantageEstimation.__call__ = _timed("gae", GeneralAdvantageEstimation.__call__)
-
-
-class _TimedConnector:
-    """Stands in for the learner's connector pipeline and times each call."""
-
-    def __init__(self, inner):
-        self._inner = inner
-
-    def __call__(self, *args, **kwargs):
-        t0 = time.perf_counter()
-        try:
-            return self._inner(*args, **kwargs)
-        finally:
-            ACC["learner_connector"] += time.perf_counter() - t0
-
-    def __getattr__(self, name):
-        return getattr(self._inner, name)
-
-
-def _install_instance_timers(algo) -> None:
-    runner = algo.env_runner_group.local_env_runner
-    runner.sample = _timed("sample", runner.sample)
-    algo.learner_group.update = _timed("learn", algo.learner_group.update)
-    learner = algo.learner_group._learner
-    learner._learner_connector = _TimedConnector(learner._learner_connector)
+    rng = np.random.default_rng(0)
+    out = {}
+    par = algospace_market.parallel_env(data=data)
+    par.reset(seed=0)
+    actions = [{a: int(rng.integers(N_ACTIONS[a])) for a in AGENTS} for _ in range(1024)]
+    t0 = time.perf_counter()
+    for i in range(steps):
+        _, _, term, trunc, _ = par.step(actions[i % 1024])
+        if term["risk"] or trunc["risk"]:
+            par.reset()
+    out["parallel_env_steps_per_s"] = steps / (time.perf_counter() - t0)
+    team = TeamMarketEnv(data=data)
+    team.reset(seed=0)
+    joint = [np.array([a[x] for x in AGENTS]) for a in actions]
+    t0 = time.perf_counter()
+    for i in range(steps):
+        _, _, term, trunc, _ = team.step(joint[i % 1024])
+        if term or trunc:
+            team.reset()
+    out["team_env_steps_per_s"] = steps / (time.perf_counter() - t0)
+    return out
 
 
 def make_config(args, centralized: bool):
@@ -107,117 +98,178 @@ def make_config(args, centralized: bool):
         "experiment.seed": args.seed,
         "experiment.checkpoint.score": "training_iteration",  # validation is off
         "algorithm.centralized_critic": centralized,
-        "algorithm.train_batch_size": args.train_batch,
-        "algorithm.minibatch_size": args.minibatch,
-        "algorithm.num_epochs": args.epochs,
-        "resources.num_env_runners": 0,
-        "resources.num_envs_per_env_runner": args.envs,
-        "resources.num_learners": 0,
-        "resources.num_gpus_per_learner": 0,
         "evaluation.every_iterations": 0,
+        "resources.num_gpus_per_learner": 0,
     }
     return load_config(args.config, overrides)
 
 
-def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--iters", type=int, default=8, help="timed iterations per algorithm (interleaved rounds)")
-    p.add_argument("--warmup", type=int, default=2, help="untimed iterations per algorithm first")
-    p.add_argument("--train-batch", type=int, default=4000)
-    p.add_argument("--minibatch", type=int, default=256)
-    p.add_argument("--epochs", type=int, default=5)
-    p.add_argument("--envs", type=int, default=4, help="num_envs_per_env_runner")
-    p.add_argument("--preset", default="simple_markets")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--config", default="tune_configs/mappo.yaml")
-    p.add_argument("--torch-threads", type=int, default=1,
-                   help="torch intra-op threads in this process (1: as in a Tune trial, which Ray starts with OMP_NUM_THREADS=1)")
-    args = p.parse_args()
-
+def new_path(args) -> dict:
     import ray
-    import torch
 
-    torch.set_num_threads(args.torch_threads)
+    from rllib_algospace.training import build_algorithm_config, dataset_path, resolve_resources
 
-    from rllib_algospace.training import build_algorithm_config
-
-    _install_class_timers()
+    cfgs = {"mappo": make_config(args, True), "ippo": make_config(args, False)}
+    resources = resolve_resources(cfgs["mappo"])
     ray.init(include_dashboard=False, log_to_driver=False, configure_logging=False, num_cpus=os.cpu_count())
     algos = {}
+    rows = {name: [] for name in cfgs}
     try:
-        for name, centralized in (("mappo", True), ("ppo", False)):
-            algo = build_algorithm_config(make_config(args, centralized)).build_algo()
-            _install_instance_timers(algo)
+        for name, cfg in cfgs.items():
+            algo = build_algorithm_config(cfg, data_path=dataset_path(cfg), resources=resources).build_algo()
+            runner = algo.env_runner_group.local_env_runner
+            runner.sample = _timed("sample", runner.sample)
+            algo.learner_group.update = _timed("learn", algo.learner_group.update)
             algos[name] = algo
-        names = list(algos)
         for i in range(args.warmup):
-            for name in names:
-                algos[name].train()
+            for name, algo in algos.items():
+                algo.train()
                 print(f"warm-up {i + 1}/{args.warmup} {name}", flush=True)
-
-        rows = {name: [] for name in names}
+        names = list(algos)
         for r in range(args.iters):
-            order = names if r % 2 == 0 else names[::-1]
-            for name in order:
+            for name in names if r % 2 == 0 else names[::-1]:
                 ACC.clear()
                 before = algos[name].metrics.peek(("env_runners", "num_env_steps_sampled_lifetime"), default=0)
                 t0 = time.perf_counter()
                 result = algos[name].train()
                 wall = time.perf_counter() - t0
                 steps = result["env_runners"]["num_env_steps_sampled_lifetime"] - before
-                row = {"wall_s": wall, "env_steps": steps, **{k: ACC.get(k, 0.0) for k in ("sample", "env_step", "learn", "learner_connector", "gae")}}
-                row["sgd"] = row["learn"] - row["learner_connector"]
-                row["other"] = wall - row["sample"] - row["learn"]
+                row = {"wall_s": wall, "env_steps": steps, "sample_s": ACC["sample"], "learn_s": ACC["learn"]}
                 rows[name].append(row)
-                print(f"round {r + 1}/{args.iters} {name:>5}: {wall:6.2f} s, {steps:.0f} env steps, {steps / wall:7.1f} steps/s "
-                      f"(sample {row['sample']:.2f} [env {row['env_step']:.2f}], learn {row['learn']:.2f} "
-                      f"[connector {row['learner_connector']:.2f}, gae {row['gae']:.3f}, sgd {row['sgd']:.2f}], other {row['other']:.2f})", flush=True)
+                print(f"round {r + 1}/{args.iters} {name:>5}: {steps / wall:8.0f} env steps/s end to end "
+                      f"(sample {steps / row['sample_s']:.0f}/s, learn {steps / row['learn_s']:.0f}/s, {wall:.2f} s)", flush=True)
+        torch_threads = __import__("torch").get_num_threads()
     finally:
         for algo in algos.values():
             algo.stop()
         ray.shutdown()
-
     summary = {}
     for name, rs in rows.items():
-        rates = [x["env_steps"] / x["wall_s"] for x in rs]
-        total_steps = sum(x["env_steps"] for x in rs)
-        total_wall = sum(x["wall_s"] for x in rs)
-        # medians: a few iterations hit by the neighbours' load would dominate means
-        parts = {k: statistics.median(x[k] for x in rs) for k in ("wall_s", "sample", "env_step", "learn", "learner_connector", "gae", "sgd", "other")}
+        steps = sum(x["env_steps"] for x in rs)
         summary[name] = {
-            "env_steps_per_s_mean": total_steps / total_wall,
-            "env_steps_per_s_median": statistics.median(rates),
-            "env_steps_per_s_best": max(rates),
-            "median_iteration_s": {k: round(v, 4) for k, v in parts.items()},
-            "share_of_iteration": {k: round(parts[k] / parts["wall_s"], 4) for k in ("sample", "env_step", "learn", "learner_connector", "gae", "sgd", "other")},
-            "sample_env_steps_per_s_median": statistics.median(x["env_steps"] / x["sample"] for x in rs),
-            "sgd_env_steps_per_s_median": statistics.median(x["env_steps"] / x["sgd"] for x in rs),
+            "env_steps_per_s": steps / sum(x["wall_s"] for x in rs),
+            "env_steps_per_s_median_round": statistics.median(x["env_steps"] / x["wall_s"] for x in rs),
+            "sample_env_steps_per_s": steps / sum(x["sample_s"] for x in rs),
+            "learn_env_steps_per_s": steps / sum(x["learn_s"] for x in rs),
+            "iteration_s_median": statistics.median(x["wall_s"] for x in rs),
         }
-    # Per round ratios: each round ran both algorithms back to back.
-    round_ratios = [(m["env_steps"] / m["wall_s"]) / (q["env_steps"] / q["wall_s"]) for m, q in zip(rows["mappo"], rows["ppo"])]
+    ratios = [(m["env_steps"] / m["wall_s"]) / (p["env_steps"] / p["wall_s"]) for m, p in zip(rows["mappo"], rows["ippo"])]
+    algo_cfg = cfgs["mappo"].algorithm
+    return {
+        "config": {
+            "file": args.config,
+            "train_batch_size": algo_cfg.train_batch_size,
+            "minibatch_size": algo_cfg.minibatch_size,
+            "num_epochs": algo_cfg.num_epochs,
+            "actor_hiddens": list(algo_cfg.actor_hiddens),
+            "critic_hiddens": list(algo_cfg.critic_hiddens),
+            "activation": algo_cfg.activation,
+            "num_envs_per_env_runner": cfgs["mappo"].resources.num_envs_per_env_runner,
+            "num_env_runners": resources.num_env_runners,
+            "num_cpus_for_main_process": resources.num_cpus_for_main_process,
+            "torch_threads": torch_threads,
+        },
+        "summary": summary,
+        "mappo_over_ippo_median_of_rounds": statistics.median(ratios),
+        "rounds": rows,
+    }
+
+
+def old_path(args) -> dict | None:
+    """The old path's own benchmark, from ``git archive`` of ``--old-ref``."""
+    if args.old_ref in (None, "", "none"):
+        return None
+    with tempfile.TemporaryDirectory(prefix="algospace-old-") as tmp:
+        archive = subprocess.run(["git", "-C", ROOT, "archive", args.old_ref], check=True, capture_output=True).stdout
+        subprocess.run(["tar", "-x", "-C", tmp], input=archive, check=True)
+        cmd = [sys.executable, "benchmarks/mappo_throughput.py", "--iters", str(args.old_iters), "--warmup", "1", "--preset", args.preset,
+               "--torch-threads", str(args.old_threads)]
+        env = {**os.environ, "PYTHONPATH": tmp}
+        print(f"old path ({args.old_ref}): {' '.join(cmd[1:])}", flush=True)
+        proc = subprocess.run(cmd, cwd=tmp, env=env, capture_output=True, text=True)
+        if proc.returncode != 0:
+            raise RuntimeError(f"the old path's benchmark failed:\n{proc.stderr[-3000:]}")
+        for line in proc.stdout.splitlines():
+            if line.startswith("round "):
+                print("  old " + line, flush=True)
+        result = json.loads([line for line in proc.stdout.splitlines() if line.startswith("{")][-1])
+    mappo = result["summary"]["mappo"]
+    it = mappo["median_iteration_s"]
+    batch = result["args"]["train_batch"]
+    return {
+        "ref": args.old_ref,
+        "args": result["args"],
+        "mappo_env_steps_per_s": mappo["env_steps_per_s_mean"],
+        "ippo_env_steps_per_s": result["summary"]["ppo"]["env_steps_per_s_mean"],
+        "mappo_sample_env_steps_per_s": batch / it["sample"],
+        "mappo_learn_env_steps_per_s": batch / it["learn"],
+    }
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--iters", type=int, default=6, help="timed iterations per algorithm (interleaved rounds)")
+    p.add_argument("--warmup", type=int, default=2, help="untimed iterations per algorithm first")
+    p.add_argument("--config", default="tune_configs/mappo.yaml")
+    p.add_argument("--preset", default="simple_markets")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--env-steps", type=int, default=20_000, help="random-action steps for the env's own throughput")
+    p.add_argument("--old-ref", default="133fc68", help="git commit of the path before (none: skip)")
+    p.add_argument("--old-iters", type=int, default=4)
+    p.add_argument("--old-threads", type=int, default=1, help="torch threads of the old path (1: as its Tune trials ran)")
+    p.add_argument("--out", default=None, help="also write the JSON result here")
+    args = p.parse_args()
+    os.chdir(ROOT)
+    sys.path.insert(0, ROOT)
+
+    from rllib_algospace.training import dataset_path
+
+    data = dataset_path(make_config(args, True))
+    envs = env_throughput(data, args.env_steps)
+    print(f"env, random actions: {envs['parallel_env_steps_per_s']:.0f} team steps/s (PettingZoo), {envs['team_env_steps_per_s']:.0f} (team env)", flush=True)
+    new = new_path(args)
+    old = old_path(args)
+
+    import ray
+    import torch
+
+    mappo = new["summary"]["mappo"]["env_steps_per_s"]
     out = {
         "benchmark": "mappo_throughput",
         "args": vars(args),
-        "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "python": platform.python_version(), "torch": torch.__version__, "ray": ray.__version__, "torch_threads": torch.get_num_threads()},
-        "summary": summary,
-        "ratio_mappo_over_ppo": {
-            "mean": summary["mappo"]["env_steps_per_s_mean"] / summary["ppo"]["env_steps_per_s_mean"],
-            "median_of_rounds": statistics.median(round_ratios),
-            "best_over_best": summary["mappo"]["env_steps_per_s_best"] / summary["ppo"]["env_steps_per_s_best"],
-            "rounds": [round(x, 4) for x in round_ratios],
-            "target": 0.9,
+        "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "cpu": _cpu_name(), "python": platform.python_version(), "torch": torch.__version__, "ray": ray.__version__},
+        "env": envs,
+        "new": new,
+        "old": old,
+        "targets": {
+            "mappo_env_steps_per_s": {"value": mappo, "target": 5000, "met": mappo >= 5000},
+            "mappo_over_old": None if old is None else {"value": mappo / old["mappo_env_steps_per_s"], "target": 10, "met": mappo / old["mappo_env_steps_per_s"] >= 10},
+            "mappo_over_ippo": {"value": new["mappo_over_ippo_median_of_rounds"], "target": 0.9, "met": new["mappo_over_ippo_median_of_rounds"] >= 0.9},
         },
-        "rounds": rows,
     }
     print()
-    for name, s in summary.items():
-        sh = s["share_of_iteration"]
-        print(f"{name:>5}: {s['env_steps_per_s_mean']:7.1f} env steps/s (median round {s['env_steps_per_s_median']:.1f}, best {s['env_steps_per_s_best']:.1f}); "
-              f"median iteration {s['median_iteration_s']['wall_s']:.2f} s = sample {sh['sample']:.0%} (env {sh['env_step']:.0%}) + learn {sh['learn']:.0%} "
-              f"(connector {sh['learner_connector']:.0%}, gae {sh['gae']:.1%}, sgd {sh['sgd']:.0%}) + other {sh['other']:.0%}")
-    rt = out["ratio_mappo_over_ppo"]
-    print(f"MAPPO / PPO: median of paired rounds {rt['median_of_rounds']:.3f}, total/total {rt['mean']:.3f}, best/best {rt['best_over_best']:.3f}; target >= 0.9")
-    print(json.dumps(out))
+    for name, s in new["summary"].items():
+        print(f"{name:>5} (team path): {s['env_steps_per_s']:7.0f} env steps/s end to end (sampling {s['sample_env_steps_per_s']:.0f}/s, learning {s['learn_env_steps_per_s']:.0f}/s)")
+    if old is not None:
+        print(f"  old path ({old['ref']}): MAPPO {old['mappo_env_steps_per_s']:.0f} env steps/s (sampling {old['mappo_sample_env_steps_per_s']:.0f}/s, "
+              f"learning {old['mappo_learn_env_steps_per_s']:.0f}/s), PPO {old['ippo_env_steps_per_s']:.0f}")
+    for key, t in out["targets"].items():
+        if t is not None:
+            print(f"target {key}: {t['value']:.2f} (>= {t['target']}) {'met' if t['met'] else 'NOT met'}")
+    line = json.dumps(out)
+    print(line)
+    if args.out:
+        with open(args.out, "w") as f:
+            f.write(line + "\n")
+
+
+def _cpu_name() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            match = re.search(r"model name\s*:\s*(.*)", f.read())
+        return match.group(1) if match else platform.processor()
+    except OSError:
+        return platform.processor()
 
 
 if __name__ == "__main__":

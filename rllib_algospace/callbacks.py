@@ -17,7 +17,6 @@ from ray.tune.result import SHOULD_CHECKPOINT
 
 TRADING_METRICS = ("sharpe", "total_return", "max_drawdown", "win_rate", "profit_factor", "trades", "exposure", "consensus_rate", "regime_accuracy")
 VAL_PREFIX = "val_"
-INFO_AGENT = "risk"  # every agent's infos hold the same team dict
 
 
 def episode_trading_metrics(info: dict, initial_equity: float, bars_per_year: float) -> dict[str, float]:
@@ -63,7 +62,7 @@ class TeamMetricsCallback(RLlibCallback):
     def on_episode_end(self, *, episode, metrics_logger=None, env=None, env_index=0, **kwargs):
         if metrics_logger is None:
             return
-        info = episode.agent_episodes[INFO_AGENT].get_infos(-1)
+        info = episode.get_infos(-1)  # the team env's full infos, on an episode's last step
         market_env = _env_at(env, env_index)
         initial = market_env.config.initial_equity if market_env is not None else 100_000.0
         bars_per_year = market_env.market.bars_per_year if market_env is not None else 252.0
@@ -88,10 +87,10 @@ class TeamMetricsCallback(RLlibCallback):
 
 
 def _env_at(env, env_index):
-    """The PettingZoo market env behind RLlib's vector env, or None."""
+    """The market env behind RLlib's vector env, or None."""
     try:
         vector = env.unwrapped
         single = vector.envs[env_index] if hasattr(vector, "envs") else vector
-        return single.unwrapped.par_env
+        return single.unwrapped.market_env
     except (AttributeError, IndexError):
         return None

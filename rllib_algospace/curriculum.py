@@ -55,7 +55,6 @@ RESULT_STAGE = "curriculum_stage"
 RESULT_TASK = "curriculum_task"
 RESULT_STAGE_EPISODES = "curriculum_stage_episodes"
 EPISODES_METRIC = "curriculum_episodes"  # env-runner metric: finished episodes per task
-INFO_AGENT = "risk"  # every agent's infos hold the same team dict
 
 
 def env_overrides(cfg) -> dict:
@@ -211,7 +210,7 @@ class CurriculumCallback(RLlibCallback):
         if metrics_logger is None:
             return
         try:
-            task = episode.agent_episodes[INFO_AGENT].get_infos(-1).get("task")
+            task = episode.get_infos(-1).get("task")
         except (KeyError, IndexError, AttributeError):
             return
         if task is not None:

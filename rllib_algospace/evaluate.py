@@ -10,7 +10,7 @@ from pathlib import Path
 from rllib_algospace.team_policy import ModuleTeamPolicy, checkpoint_metadata, find_checkpoint
 
 # Env keys the evaluation sets itself, or that only training uses.
-_NOT_CARRIED = {"data", "split", "episode_length", "random_start", "render_mode", "state_in_obs", "task", "tasks", "in_memory"}
+_NOT_CARRIED = {"data", "split", "episode_length", "random_start", "render_mode", "infos", "task", "tasks", "in_memory"}
 SUMMARY_KEYS = ("total_return", "sharpe", "sortino", "calmar", "max_drawdown", "win_rate", "profit_factor", "trades", "exposure", "consensus_rate", "regime_accuracy")
 
 

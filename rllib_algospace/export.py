@@ -7,10 +7,10 @@ the experiment folder holding it), and writes a bundle folder
 ``rllib_algospace.inference.TeamPolicy.load`` runs without Ray or RLlib:
 
 * each actor becomes a frozen TorchScript module: a plain ``nn.Module``
-  wrapper around a copy of the RLModule's policy MLP (``module.pi``), traced
+  wrapper around a copy of the team module's actor MLP (``actor.pi``), traced
   on a float32 observation and frozen (an RLModule itself does not script);
-  the export checks that its logits equal the RLModule's
-  ``forward_inference`` on a sample of real observations;
+  the export checks that its logits equal the team module's actor's on a
+  sample of real observations;
 * the manifest records the trading settings of the env, the feature settings
   of the market file (base bar length, ``htf_multiple``, windows, feature
   names, clip bound, warmups, bars per year), its schema version, the
@@ -266,7 +266,7 @@ def _module_logits(module, x: np.ndarray) -> np.ndarray:
     import torch
 
     with torch.no_grad():
-        return module.forward_inference({"obs": torch.as_tensor(x)})["action_dist_inputs"].numpy()
+        return module(torch.as_tensor(x)).numpy()
 
 
 def _probs(scripted_members: list[dict], weights: list[float], agent: str, x) -> np.ndarray:

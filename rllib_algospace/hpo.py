@@ -969,9 +969,9 @@ def _output_dir(hpo: HpoConfig) -> str:
     return experiment_path(hpo.base)
 
 
-def _max_concurrent(hpo: HpoConfig, cpus: float, gpus: float, runners: int, gpus_per_learner: float) -> tuple[int, str]:
+def _max_concurrent(hpo: HpoConfig, cpus: float, gpus: float, runners: int, gpus_per_learner: float, main_cpus: int = 1) -> tuple[int, str]:
     res = hpo.base.resources
-    cpu_per = 1 + runners + res.num_learners
+    cpu_per = main_cpus + runners + res.num_learners
     gpu_per = gpus_per_learner * max(1, res.num_learners)
     want = hpo.search.max_concurrent
     if want != "auto":
@@ -1108,7 +1108,7 @@ def run_search(config: HpoConfig | str | os.PathLike | None = None, *, resume: b
         inner._on_restore = {"url": url, "worker": worker}
     else:
         cluster = ray.cluster_resources()
-        max_concurrent, note = _max_concurrent(hpo, cluster.get("CPU", os.cpu_count() or 1), cluster.get("GPU", 0), resources.num_env_runners, resources.num_gpus_per_learner)
+        max_concurrent, note = _max_concurrent(hpo, cluster.get("CPU", os.cpu_count() or 1), cluster.get("GPU", 0), resources.num_env_runners, resources.num_gpus_per_learner, resources.num_cpus_for_main_process)
         print(note)
         print(f"{search.trials} trial(s); scheduler: {search.scheduler.type}" + ("" if search.scheduler.type == "none" else f" (grace {search.scheduler.grace_period}, max_t {hpo.max_t} iterations)"))
         sampler = optuna.samplers.TPESampler(seed=seed, constant_liar=True, multivariate=False)

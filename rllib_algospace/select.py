@@ -239,7 +239,7 @@ def _env_overrides(env_config: dict) -> dict:
     try:
         from rllib_algospace.evaluate import _NOT_CARRIED as not_carried
     except ImportError:  # pragma: no cover
-        not_carried = {"data", "split", "episode_length", "random_start", "render_mode", "state_in_obs", "task", "tasks", "in_memory"}
+        not_carried = {"data", "split", "episode_length", "random_start", "render_mode", "infos", "task", "tasks", "in_memory"}
     return {k: v for k, v in env_config.items() if k not in not_carried}
 
 

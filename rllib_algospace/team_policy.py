@@ -1,5 +1,5 @@
-"""The trained team as a plain policy: RLModules from a checkpoint, no Tune, no
-env runners, no env registration.
+"""The trained team as a plain policy: the team RLModule's actors from a
+checkpoint, no Tune, no env runners, no env registration.
 
 A checkpoint may be named by its own folder, by a trial folder or by an
 experiment folder (then its newest checkpoint is used).
@@ -38,25 +38,42 @@ def checkpoint_metadata(checkpoint: str | os.PathLike) -> dict:
         return json.load(f)
 
 
-def load_team_modules(checkpoint: str | os.PathLike) -> dict:
-    """``{agent: RLModule}`` (the actors only) from a checkpoint."""
+def require_format(meta: dict, where: str) -> None:
+    """Refuse a checkpoint of another schema with one line (never misread it)."""
+    from rllib_algospace.mappo.modules import CHECKPOINT_FORMAT
+
+    found = meta.get("format")
+    if found != CHECKPOINT_FORMAT:
+        raise CheckpointError(
+            f"{where}: checkpoint schema {found!r} is not this version's schema {CHECKPOINT_FORMAT} "
+            "(one team module with per-agent actors); retrain it with this version"
+        )
+
+
+def load_team_module(checkpoint: str | os.PathLike):
+    """The checkpoint's ``TeamModule`` (actors and critic), in eval mode."""
     from ray.rllib.core.rl_module.rl_module import RLModule
 
     checkpoint = find_checkpoint(checkpoint)
     meta = checkpoint_metadata(checkpoint)
-    modules = {}
-    for agent in meta["agents"]:
-        module_dir = checkpoint / meta["modules_dir"] / agent
-        if not module_dir.exists():
-            raise CheckpointError(f"{checkpoint}: module {agent!r} missing ({module_dir})")
-        module = RLModule.from_checkpoint(str(module_dir))
-        module.eval()
-        modules[agent] = module
-    return modules
+    require_format(meta, str(checkpoint))
+    module_dir = checkpoint / meta["module_dir"]
+    if not module_dir.exists():
+        raise CheckpointError(f"{checkpoint}: the team module is missing ({module_dir})")
+    module = RLModule.from_checkpoint(str(module_dir))
+    module.eval()
+    return module
+
+
+def load_team_modules(checkpoint: str | os.PathLike) -> dict:
+    """``{agent: actor}`` from a checkpoint: each a torch module mapping the
+    agent's own observations ``(B, obs_dim)`` to logits."""
+    module = load_team_module(checkpoint)
+    return {agent: module.actors[agent] for agent in module.agents}
 
 
 class ModuleTeamPolicy:
-    """Greedy team policy over RLModules: ``policy(observations) -> actions``.
+    """Greedy team policy over the actors: ``policy(observations) -> actions``.
 
     ``observations`` are the env's plain per-agent vectors; the actors read only
     their own observation (never the global state).
@@ -79,7 +96,7 @@ class ModuleTeamPolicy:
         with torch.no_grad():
             for agent, obs in observations.items():
                 x = torch.as_tensor(np.asarray(obs, dtype=np.float32)[None])
-                out[agent] = self.modules[agent].forward_inference({"obs": x})["action_dist_inputs"][0].numpy()
+                out[agent] = self.modules[agent](x)[0].numpy()
         return out
 
     def probabilities(self, observations: dict) -> dict[str, np.ndarray]:

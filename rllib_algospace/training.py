@@ -30,6 +30,7 @@ class ResolvedResources:
     num_env_runners: int
     num_gpus_per_learner: float
     notes: list[str]
+    num_cpus_for_main_process: int = 1  # the trial's own process: sampling (0 runners) and the local learner
 
 
 def resolve_resources(cfg: TrainConfig) -> ResolvedResources:
@@ -51,10 +52,13 @@ def resolve_resources(cfg: TrainConfig) -> ResolvedResources:
         notes.append(f"num_gpus_per_learner=auto -> {gpus:g} ({gpus_visible} GPU(s) visible)")
     else:
         gpus = float(res.num_gpus_per_learner)
-    needed = 1 + runners + res.num_learners
+    # Sampling in the trial's own process: its learner gets every core the
+    # concurrent trials leave (torch threads follow the CPUs Ray grants it).
+    main_cpus = max(1, cpus // max(1, res.max_concurrent_trials)) if runners == 0 and res.num_learners == 0 else 1
+    needed = main_cpus + runners + res.num_learners
     if needed > cpus:
         notes.append(f"warning: the trial asks for {needed} CPUs and this machine has {cpus}; it may wait for resources")
-    return ResolvedResources(runners, gpus, notes)
+    return ResolvedResources(runners, gpus, notes, main_cpus)
 
 
 def _gpu_count() -> int:
@@ -96,25 +100,26 @@ def rllib_callbacks(cfg: TrainConfig) -> list:
 
 def build_algorithm_config(cfg: TrainConfig, *, data_path: str | None = None, resources: ResolvedResources | None = None):
     """The ``MAPPOConfig`` of a ``TrainConfig`` (independent PPO when
-    ``algorithm.centralized_critic`` is false)."""
-    from envs.market.env import AlgoSpaceMarketEnv
+    ``algorithm.centralized_critic`` is false): the team env on RLlib's
+    single-agent env runner, one ``TeamModule``."""
+    from envs.market.team import TeamMarketEnv
     from rllib_algospace.mappo import MAPPOConfig
-    from rllib_algospace.rllib_env import STATE_IN_OBS_KEY, register
+    from rllib_algospace.rllib_env import register
 
     env_name = register()
     resources = resources or resolve_resources(cfg)
     data_path = data_path or dataset_path(cfg)
     algo = cfg.algorithm
-    state_in_obs = algo.centralized_critic and algo.critic_input == "state"
-    overrides = {STATE_IN_OBS_KEY: state_in_obs}
+    # Training and validation read infos only at an episode's end.
+    overrides = {"infos": "episode"}
     if not cfg.env.get("tasks"):
         overrides["data"] = data_path  # the default data, resolved before Ray starts
     from rllib_algospace.curriculum import env_overrides as curriculum_env_overrides
 
     overrides.update(curriculum_env_overrides(cfg))  # all stages' markets; starts at the first
     env_config = cfg.env_config(split="train", **overrides)
-    probe = AlgoSpaceMarketEnv(**{k: v for k, v in env_config.items() if k != STATE_IN_OBS_KEY})
-    state_dim = int(probe.state_space.shape[0])
+    probe = TeamMarketEnv(**env_config)
+    layout = probe.layout
     probe.close()
 
     amp = None
@@ -133,16 +138,14 @@ def build_algorithm_config(cfg: TrainConfig, *, data_path: str | None = None, re
             num_envs_per_env_runner=cfg.resources.num_envs_per_env_runner,
             rollout_fragment_length="auto",
         )
+        .resources(num_cpus_for_main_process=resources.num_cpus_for_main_process)
         .learners(num_learners=cfg.resources.num_learners, num_gpus_per_learner=resources.num_gpus_per_learner)
-        .multi_agent(policies=set(AGENTS), policy_mapping_fn=agent_to_module)
         .rl_module(model_config={"hiddens": list(algo.actor_hiddens), "activation": algo.activation})
         .training(
             lr=algo.lr,
             gamma=algo.gamma,
             lambda_=algo.lambda_,
             clip_param=algo.clip_param,
-            vf_clip_param=algo.vf_clip_param,
-            vf_loss_coeff=algo.vf_loss_coeff,
             entropy_coeff=algo.entropy_coeff,
             grad_clip=algo.grad_clip,
             train_batch_size_per_learner=algo.train_batch_size,
@@ -151,12 +154,12 @@ def build_algorithm_config(cfg: TrainConfig, *, data_path: str | None = None, re
         )
         .mappo(
             centralized_critic=algo.centralized_critic,
-            critic_input="state_obs" if algo.critic_input == "state" else "concat_obs",
-            state_dim=state_dim,
+            critic_input=algo.critic_input,
             agent_order=list(AGENTS),
+            obs_layout=layout,
             critic_hiddens=list(algo.critic_hiddens),
-            critic_activation=algo.activation,
             value_norm=algo.value_normalization,
+            critic_value_clip=algo.vf_clip_param,
             critic_loss_coeff=algo.vf_loss_coeff,
             mappo_amp=amp,
         )
@@ -168,10 +171,7 @@ def build_algorithm_config(cfg: TrainConfig, *, data_path: str | None = None, re
     init = frozen.plan(cfg)
     for line in frozen.describe(cfg, init):
         print(line)
-    if frozen.module_spec(init) is not None:
-        config.rl_module(rl_module_spec=frozen.module_spec(init))
-    if frozen.policies_to_train(cfg) is not None:
-        config.multi_agent(policies_to_train=frozen.policies_to_train(cfg))
+    frozen.configure(config, init)
     if amp is not None:
         import torch
 
@@ -222,7 +222,7 @@ def _make_progress_callback():
             line = (
                 f"[{trial.trial_id}] iter {result.get('training_iteration', 0):>4} | "
                 f"steps {int(result.get('num_env_steps_sampled_lifetime', env_runners.get('num_env_steps_sampled_lifetime', 0))):>9,} | "
-                f"team return {env_runners.get('episode_return_mean', math.nan) / len(AGENTS):+.3f} | "
+                f"team return {env_runners.get('episode_return_mean', math.nan):+.3f} | "
                 f"train Sharpe {env_runners.get('sharpe', math.nan):+.2f} | val Sharpe {result.get('val_sharpe', math.nan):+.2f} | "
                 f"{_hms(elapsed)} elapsed"
             )

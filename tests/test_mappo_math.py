@@ -128,7 +128,7 @@ class _SplittingLearner(OomSplitting, _FakeLearner):
 def _batch(rows):
     return {
         m: {"x": torch.arange(rows) + 100 * i, "obs": {"obs": torch.zeros(rows, 3), "state": torch.zeros(rows, 5)}}
-        for i, m in enumerate(("regime", "shared_critic"))
+        for i, m in enumerate(("default_policy", "other_module"))
     }
 
 
@@ -136,7 +136,7 @@ def test_oom_halves_the_minibatch_and_keeps_every_row():
     learner = _SplittingLearner(fits=20)
     learner._update(_batch(64))
     assert learner._oom_parts == 4  # 64 -> 32 -> 16 rows per part
-    rows = sorted(x for part in learner.seen for x in part["regime"])
+    rows = sorted(x for part in learner.seen for x in part["default_policy"])
     assert rows == list(range(64))
     learner.seen.clear()
     learner._update(_batch(64))  # later minibatches are split straight away
@@ -151,5 +151,5 @@ def test_oom_gives_up_below_the_minimum():
 
 def test_split_module_batches_nested():
     parts = split_module_batches(_batch(10), 3)
-    assert [len(p["regime"]["x"]) for p in parts] == [3, 4, 3]
-    assert parts[1]["shared_critic"]["obs"]["state"].shape == (4, 5)
+    assert [len(p["default_policy"]["x"]) for p in parts] == [3, 4, 3]
+    assert parts[1]["other_module"]["obs"]["state"].shape == (4, 5)

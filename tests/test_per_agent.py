@@ -1,7 +1,7 @@
 """Per-agent training: the ``training:`` config section and CLI flags (no Ray),
-``RuleActorModule`` (the rule policies as an RLModule), frozen agents keeping
-their weights while the others and the shared critic train, ``init_from``
-loading a checkpoint's modules, and a rule-frozen Tune run continued jointly."""
+``RuleActor`` (the rule policies inside the team module), frozen agents keeping
+their weights while the others and the critic train, ``init_from`` loading a
+checkpoint's team module, and a rule-frozen Tune run continued jointly."""
 import os
 
 import numpy as np
@@ -11,7 +11,7 @@ from helpers import TINY_TRAINING
 from rllib_algospace.config import AGENT_NAMES, ConfigError, load_config, quick_overrides
 
 TINY = TINY_TRAINING
-MODULES = (*AGENT_NAMES, "shared_critic")
+PARTS = (*AGENT_NAMES, "critic")  # the team module's actors and its critic
 
 
 def _tiny(storage, name, **extra):
@@ -80,7 +80,7 @@ def test_cli_flags_reach_the_config_and_unknown_agent_exits_2(capsys, monkeypatc
     assert tr.train_agents == ("structure", "tactical") and tr.init_from == str(tmp_path / "ck") and tr.frozen_policy == "rule"
 
 
-# -- RuleActorModule ----------------------------------------------------------------------
+# -- RuleActor -----------------------------------------------------------------------------
 def _observations(n_steps=30):
     """Per-agent observations of a random episode of the real env."""
     from envs.market.env import AlgoSpaceMarketEnv
@@ -99,44 +99,38 @@ def _observations(n_steps=30):
     return {a: np.stack(r) for a, r in rows.items()}, spaces, state_space
 
 
-def test_rule_actor_module_acts_by_the_rules():
-    import gymnasium as gym
+def test_rule_actor_acts_by_the_rules():
     import torch
 
-    from rllib_algospace.frozen import RuleActorModule
+    from rllib_algospace.mappo.modules import RuleActor
     from rllib_algospace.policies import rule_action
 
-    rows, spaces, state_space = _observations()
+    rows, spaces, _ = _observations()
     for agent in AGENT_NAMES:
-        obs_space, act_space = spaces[agent]
-        module = RuleActorModule(observation_space=obs_space, action_space=act_space, inference_only=True, model_config={"agent": agent})
-        assert list(module.parameters()) == []
+        _, act_space = spaces[agent]
+        actor = RuleActor(agent, int(act_space.n))
+        assert list(actor.parameters()) == []
         expected = np.array([rule_action(agent, r) for r in rows[agent]])
-        batch = torch.as_tensor(rows[agent])
-        for forward in (module.forward_exploration, module.forward_inference):
-            logits = forward({"obs": batch})["action_dist_inputs"]
-            assert logits.shape == (len(rows[agent]), act_space.n)
-            assert (logits.argmax(-1).numpy() == expected).all()
-            probs = torch.softmax(logits, -1)
-            assert (probs.max(-1).values > 0.999).all()
-        # with the critic input in the observation: {"obs", "state"}; only "obs" is read
-        dict_space = gym.spaces.Dict({"obs": obs_space, "state": state_space})
-        module = RuleActorModule(observation_space=dict_space, action_space=act_space, inference_only=True, model_config={"agent": agent})
-        state = torch.zeros((len(rows[agent]), state_space.shape[0]))
-        logits = module.forward_exploration({"obs": {"obs": batch, "state": state}})["action_dist_inputs"]
+        logits = actor(torch.as_tensor(rows[agent]))
+        assert logits.shape == (len(rows[agent]), act_space.n)
         assert (logits.argmax(-1).numpy() == expected).all()
+        assert (torch.softmax(logits, -1).max(-1).values > 0.999).all()
         # sampled actions (as the env runners do) are the rule's
-        dist = module.get_exploration_action_dist_cls().from_logits(logits)
-        assert (dist.sample().numpy() == expected).all()
+        assert (torch.distributions.Categorical(logits=logits).sample().numpy() == expected).all()
 
 
 # -- with Ray -----------------------------------------------------------------------------
-def _weights(algo, module_id):
-    return {k: v.detach().clone() for k, v in algo.learner_group._learner.module[module_id].state_dict().items()}
+def _part(module, part):
+    return module.critic if part == "critic" else module.actors[part]
 
 
-def _runner_weights(algo, module_id):
-    return {k: v.detach().clone() for k, v in algo.env_runner.module[module_id].state_dict().items()}
+def _weights(algo, part):
+    module = algo.learner_group._learner.module["default_policy"].unwrapped()
+    return {k: v.detach().clone() for k, v in _part(module, part).state_dict().items()}
+
+
+def _runner_weights(algo, agent):
+    return {k: v.detach().clone() for k, v in algo.env_runner.module.actors[agent].state_dict().items()}
 
 
 def _equal(a, b):
@@ -145,18 +139,11 @@ def _equal(a, b):
     return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
-def _checkpoint_module(checkpoint, module_id):
-    from ray.rllib.core.rl_module.rl_module import RLModule
+def _checkpoint_module(checkpoint):
+    from rllib_algospace.team_policy import load_team_module
 
-    from rllib_algospace.frozen import MODULES_DIR
-
-    module = RLModule.from_checkpoint(os.path.join(checkpoint, MODULES_DIR, module_id))
-    return module, {k: v.detach().clone() for k, v in module.state_dict().items()}
-
-
-def _steps_trained(result, module_id):
-    value = result["learners"].get(module_id, {}).get("num_module_steps_trained", 0)
-    return 0 if value is None or np.isnan(value) else int(value)
+    module = load_team_module(checkpoint)
+    return module, {p: {k: v.detach().clone() for k, v in _part(module, p).state_dict().items()} for p in PARTS}
 
 
 @pytest.mark.slow
@@ -171,38 +158,34 @@ def test_init_from_loads_weights_and_frozen_agents_stay_unchanged(ray_session, t
         source.save_checkpoint(checkpoint)  # RLlib's checkpoint plus algospace.json, as Tune writes it
     finally:
         source.stop()
-    saved = {m: _checkpoint_module(checkpoint, m)[1] for m in MODULES}
+    _, saved = _checkpoint_module(checkpoint)
 
     cfg = _tiny(tmp_path, "structure_only", **{"training.train_agents": ["structure"], "training.init_from": checkpoint})
     algo = build_algorithm_config(cfg).build_algo()
     try:
-        # every module starts from the checkpoint (learner and env runner copies)
-        for m in MODULES:
-            assert _equal(_weights(algo, m), saved[m]), m
+        # the team module starts from the checkpoint (learner and env runner copies)
+        for p in PARTS:
+            assert _equal(_weights(algo, p), saved[p]), p
         for a in AGENT_NAMES:
             assert _equal(_runner_weights(algo, a), saved[a]), a
-        before = {m: _weights(algo, m) for m in MODULES}
+        before = {p: _weights(algo, p) for p in PARTS}
         for _ in range(2):
-            result = algo.train()
-        after = {m: _weights(algo, m) for m in MODULES}
-        frozen = ("regime", "tactical", "risk")
-        for a in frozen:
+            algo.train()
+        after = {p: _weights(algo, p) for p in PARTS}
+        for a in ("regime", "tactical", "risk"):
             assert _equal(before[a], after[a]), f"{a} is frozen but its weights changed"
             assert _equal(_runner_weights(algo, a), saved[a]), a
-            assert _steps_trained(result, a) == 0
         assert not _equal(before["structure"], after["structure"])
         assert _equal(_runner_weights(algo, "structure"), after["structure"])  # synced to the env runner
-        assert _steps_trained(result, "structure") > 0
-        # the shared critic keeps training (its ValueNorm buffers too)
-        assert not _equal(before["shared_critic"], after["shared_critic"])
-        assert _steps_trained(result, "shared_critic") > 0
+        # the critic keeps training
+        assert not _equal(before["critic"], after["critic"])
     finally:
         algo.stop()
 
 
 @pytest.mark.slow
 def test_rule_frozen_run_trains_then_continues_jointly(ray_session, tmp_path):
-    from rllib_algospace.frozen import RuleActorModule
+    from rllib_algospace.mappo.modules import Actor, RuleActor
     from rllib_algospace.policies import rule_action
     from rllib_algospace.team_policy import ModuleTeamPolicy
     from rllib_algospace.training import build_algorithm_config, train
@@ -211,15 +194,13 @@ def test_rule_frozen_run_trains_then_continues_jointly(ray_session, tmp_path):
     cfg = _tiny(tmp_path, "rules", **{"training.train_agents": "structure,tactical", "training.frozen_policy": "rule", "experiment.stop.training_iteration": 2})
     outcome = train(cfg)
     assert outcome.error is None and outcome.iterations == 2
-    learners = outcome.metrics["learners"]
-    for a in ("structure", "tactical", "shared_critic"):
-        assert learners[a]["num_module_steps_trained"] > 0, a
-    for a in ("regime", "risk"):
-        assert a not in learners or not learners[a].get("num_module_steps_trained"), a
+    assert outcome.metrics["learners"]["default_policy"]["num_module_steps_trained"] > 0
+    learner = outcome.metrics["learners"]["default_policy"]
+    assert "structure" in learner and "tactical" in learner and "regime" not in learner and "risk" not in learner  # per-agent policy losses
     checkpoint = outcome.latest_checkpoint
-    modules = {m: _checkpoint_module(checkpoint, m) for m in MODULES}
-    assert isinstance(modules["regime"][0], RuleActorModule) and isinstance(modules["risk"][0], RuleActorModule)
-    assert modules["regime"][1] == {} and modules["risk"][1] == {}
+    module, saved = _checkpoint_module(checkpoint)
+    assert isinstance(module.actors["regime"], RuleActor) and isinstance(module.actors["risk"], RuleActor)
+    assert saved["regime"] == {} and saved["risk"] == {}
     # the checkpoint's team plays the rules for the frozen agents
     rows, _, _ = _observations(10)
     policy = ModuleTeamPolicy.from_checkpoint(checkpoint)
@@ -231,11 +212,13 @@ def test_rule_frozen_run_trains_then_continues_jointly(ray_session, tmp_path):
     # load, the rule agents start from fresh weights
     joint = build_algorithm_config(_tiny(tmp_path, "joint", **{"training.init_from": checkpoint})).build_algo()
     try:
-        for m in ("structure", "tactical", "shared_critic"):
-            assert _equal(_weights(joint, m), modules[m][1]), m
-        assert type(joint.learner_group._learner.module["regime"]).__name__ == "ActorModule"
-        result = joint.train()
-        for m in MODULES:
-            assert _steps_trained(result, m) > 0, m
+        for p in ("structure", "tactical", "critic"):
+            assert _equal(_weights(joint, p), saved[p]), p
+        team = joint.learner_group._learner.module["default_policy"].unwrapped()
+        assert isinstance(team.actors["regime"], Actor) and team.trainable_agents() == list(AGENT_NAMES)
+        before = {p: _weights(joint, p) for p in PARTS}
+        joint.train()
+        for p in PARTS:
+            assert not _equal(_weights(joint, p), before[p]), p
     finally:
         joint.stop()

@@ -21,7 +21,7 @@ def _quick(market_file, storage, name, **extra):
     return load_config(None, {**quick_overrides(), "data.path": market_file, "experiment.storage_path": str(storage), "experiment.name": name, **extra})
 
 
-def test_two_iterations_train_the_shared_critic_and_evaluate(ray_session, market_file, tmp_path):
+def test_two_iterations_train_the_team_and_critic_and_evaluate(ray_session, market_file, tmp_path):
     from rllib_algospace.evaluate import evaluate_checkpoint
     from rllib_algospace.team_policy import checkpoint_metadata
     from rllib_algospace.training import train
@@ -32,11 +32,11 @@ def test_two_iterations_train_the_shared_critic_and_evaluate(ray_session, market
 
     project = ProjectSession(root=tmp_path, colab=False, gpu={}, time_budget_s=60.0)
     assert project.can_resume("e2e") and not project.can_resume("other")
-    critic = outcome.metrics["learners"]["shared_critic"]
-    assert critic["num_module_steps_trained"] > 0
-    assert "vf_loss" in critic and "value_norm_std" in critic
+    team = outcome.metrics["learners"]["default_policy"]  # the team module: actors and critic
+    assert team["num_module_steps_trained"] > 0
+    assert "vf_loss" in team and "value_norm_std" in team and "vf_explained_var" in team
     for agent in ("regime", "structure", "tactical", "risk"):
-        assert outcome.metrics["learners"][agent]["num_module_steps_trained"] > 0
+        assert {"policy_loss", "entropy", "mean_kl_loss"} <= set(team[agent]), agent  # each agent's own PPO loss
     assert "val_sharpe" in outcome.metrics and "sharpe" in outcome.metrics["env_runners"]
     meta = checkpoint_metadata(outcome.best_checkpoint)
     assert meta["algorithm"] == "MAPPO" and meta["env_config"]["data"] == market_file
@@ -51,8 +51,12 @@ def test_independent_ppo_baseline_trains(ray_session, market_file, tmp_path):
 
     outcome = train(_quick(market_file, tmp_path, "ippo", **{"algorithm.centralized_critic": False, "experiment.stop.training_iteration": 1}))
     assert outcome.error is None and outcome.iterations == 1
-    assert "shared_critic" not in outcome.metrics["learners"]
-    assert outcome.metrics["learners"]["risk"]["num_module_steps_trained"] > 0
+    from rllib_algospace.team_policy import load_team_module
+
+    team = outcome.metrics["learners"]["default_policy"]
+    assert team["num_module_steps_trained"] > 0 and "policy_loss" in team["risk"]
+    module = load_team_module(outcome.latest_checkpoint)
+    assert type(module.critic).__name__ == "AgentCritics" and not module.centralized_critic
 
 
 def test_wandb_without_key_runs_offline(ray_session, market_file, tmp_path, monkeypatch):

@@ -4,6 +4,6 @@
 independent PPO with per-agent critics: the baseline of every comparison.
 """
 from rllib_algospace.mappo.algorithm import MAPPO, MAPPOConfig, MAPPOTorchLearner
-from rllib_algospace.mappo.modules import CRITIC_ID, ActorCriticModule, ActorModule, SharedCriticModule
+from rllib_algospace.mappo.modules import CHECKPOINT_FORMAT, TeamModule
 
-__all__ = ["MAPPO", "MAPPOConfig", "MAPPOTorchLearner", "CRITIC_ID", "ActorModule", "ActorCriticModule", "SharedCriticModule"]
+__all__ = ["MAPPO", "MAPPOConfig", "MAPPOTorchLearner", "CHECKPOINT_FORMAT", "TeamModule"]

@@ -1,18 +1,23 @@
 """MAPPOConfig, MAPPO and MAPPOTorchLearner on Ray 2.60's new API stack.
 
-centralized_critic=True : actors = `ActorModule` (policy only), one learner-only
-    `SharedCriticModule` (id "shared_critic"), GAE replaced by MAPPOGAEConnector.
-centralized_critic=False: actors = `ActorCriticModule` -> plain independent PPO
-    (RLlib's GeneralAdvantageEstimation + PPO vf loss), same actor MLP.
+The team is sampled as one single-agent env (``envs.market.team``) by RLlib's
+single-agent env runner and acts through one ``TeamModule``
+(``modules.py``): per-agent actors on their own observations and a
+learner-only critic. The learner keeps MAPPO's semantics: each agent's PPO
+ratio is clipped on its own (the product of the agents' ratios is never
+clipped as one), advantages come per agent from the critic
+(``TeamGAEConnector``), and the value loss is clipped and in normalised space.
+``centralized_critic=False`` is independent PPO: per-agent critics on the
+agents' own observations, on the same path.
 """
 import copy
 
-import gymnasium as gym
-import numpy as np
 import torch
+import tree
 
 from ray.rllib.algorithms.algorithm_config import NotProvided
 from ray.rllib.algorithms.ppo.ppo import (
+    LEARNER_RESULTS_KL_KEY,
     LEARNER_RESULTS_VF_EXPLAINED_VAR_KEY,
     PPO,
     PPOConfig,
@@ -21,126 +26,91 @@ from ray.rllib.algorithms.ppo.torch.ppo_torch_learner import PPOTorchLearner
 from ray.rllib.connectors.learner import GeneralAdvantageEstimation
 from ray.rllib.core import ALL_MODULES
 from ray.rllib.core.columns import Columns
-from ray.rllib.core.learner.learner import VF_LOSS_KEY
+from ray.rllib.core.learner.learner import ENTROPY_KEY, POLICY_LOSS_KEY, VF_LOSS_KEY
 from ray.rllib.core.rl_module.rl_module import RLModuleSpec
 from ray.rllib.evaluation.postprocessing import Postprocessing
+from ray.rllib.policy.sample_batch import MultiAgentBatch, SampleBatch
 from ray.rllib.utils.torch_utils import explained_variance
 
+from rllib_algospace.mappo.connectors import OLD_VALUES_NORM, TeamGAEConnector
+from rllib_algospace.mappo.modules import CHECKPOINT_FORMAT, CRITIC_INPUTS, TeamModule
 from rllib_algospace.mappo.oom import OomSplitting
 from rllib_algospace.mappo.valuenorm import clipped_value_loss
-from rllib_algospace.mappo.connectors import BootstrapTruncatedEpisodes, MAPPOGAEConnector
-from rllib_algospace.mappo.modules import (
-    CRITIC_ID,
-    OLD_VALUES_NORM,
-    ActorCriticModule,
-    ActorModule,
-    SharedCriticModule,
-)
 
 
 class MAPPOConfig(PPOConfig):
     def __init__(self, algo_class=None):
         super().__init__(algo_class=algo_class or MAPPO)
         self.centralized_critic = True
-        # "state_obs":  Dict obs {"obs": .., "state": ..} (actors use only "obs");
-        #               it survives episode slicing across several learners.
-        # "concat_obs": the agents' observations concatenated in `agent_order`.
-        self.critic_input = "state_obs"
-        self.state_dim = None  # required for critic_input="state_obs"
-        self.agent_order = None  # required: fixed column order of the critic
-        self.critic_hiddens = [128, 128]
-        self.critic_activation = "tanh"
+        self.critic_input = "state"  # "state": env.state(); "concat_obs": all agents' observations
+        self.agent_order = None  # required: the agents, in the order of the env's action components
+        self.obs_layout = None  # required: {agent or "state": (start, stop)} of the team observation
+        self.critic_hiddens = [256, 256]
         self.value_norm = True
         self.value_norm_beta = 0.995
         self.critic_value_clip = 0.2  # PPO-style clip around old preds (norm. space); None=off
         self.critic_loss_coeff = 1.0
-        self.mappo_debug_checks = False
+        self.rule_agents = []  # agents acting by the rule baseline (no weights)
+        self.frozen_agents = []  # agents whose weights do not train
         self.mappo_amp = None  # None | "bf16" | "fp16"  (autocast switch)
-        # Work around Ray 2.60 marking all-agents-truncated episodes as terminated
-        # (applies to BOTH modes, so the IPPO baseline gets the same treatment).
-        self.bootstrap_truncated = True
-        # Keep training the critic even if `policies_to_train` omits it.
-        self.always_train_critic = True
 
     def mappo(
         self,
         *,
         centralized_critic=NotProvided,
         critic_input=NotProvided,
-        state_dim=NotProvided,
         agent_order=NotProvided,
+        obs_layout=NotProvided,
         critic_hiddens=NotProvided,
-        critic_activation=NotProvided,
         value_norm=NotProvided,
         value_norm_beta=NotProvided,
         critic_value_clip=NotProvided,
         critic_loss_coeff=NotProvided,
-        mappo_debug_checks=NotProvided,
+        rule_agents=NotProvided,
+        frozen_agents=NotProvided,
         mappo_amp=NotProvided,
-        bootstrap_truncated=NotProvided,
-        always_train_critic=NotProvided,
     ) -> "MAPPOConfig":
         for k, v in dict(locals()).items():
             if k != "self" and v is not NotProvided:
                 setattr(self, k, v)
-        # Actors have no value head in MAPPO mode -> PPO loss w/o vf term.
-        self.use_critic = not self.centralized_critic
         return self
 
     def get_default_learner_class(self):
         return MAPPOTorchLearner
 
     def get_default_rl_module_spec(self) -> RLModuleSpec:
-        return RLModuleSpec(
-            module_class=ActorModule if self.centralized_critic else ActorCriticModule
-        )
+        return RLModuleSpec(module_class=TeamModule)
 
-    def _critic_spec(self, agent_specs) -> RLModuleSpec:
-        if self.critic_input == "state_obs":
-            dim = int(self.state_dim)
-        else:
-            sp = lambda a: agent_specs[a].observation_space
-            dim = int(sum(
-                np.prod((sp(a)["obs"] if isinstance(sp(a), gym.spaces.Dict) else sp(a)).shape)
-                for a in self.agent_order
-            ))
-        return RLModuleSpec(
-            module_class=SharedCriticModule,
-            observation_space=gym.spaces.Box(-np.inf, np.inf, (dim,), np.float32),
-            action_space=gym.spaces.Discrete(1),  # unused
-            learner_only=True,  # never built on EnvRunners
-            model_config={
-                "agent_order": list(self.agent_order),
-                "hiddens": list(self.critic_hiddens),
-                "activation": self.critic_activation,
-                "value_norm": self.value_norm,
-                "value_norm_beta": self.value_norm_beta,
-            },
-        )
-
-    def get_multi_rl_module_spec(self, *, env=None, spaces=None, inference_only=False, **kw):
-        spec = super().get_multi_rl_module_spec(
-            env=env, spaces=spaces, inference_only=inference_only, **kw
-        )
-        # Inject the learner-only critic (EnvRunners call this w/ inference_only=True).
-        if self.centralized_critic and not inference_only and CRITIC_ID not in spec.rl_module_specs:
-            spec.add_modules({CRITIC_ID: self._critic_spec(spec.rl_module_specs)})
-        return spec
+    @property
+    def _model_config_auto_includes(self):
+        # What TeamModule needs besides rl_module(model_config=...): hiddens, activation.
+        return {
+            **super()._model_config_auto_includes,
+            "agents": list(self.agent_order or []),
+            "layout": {k: list(v) for k, v in (self.obs_layout or {}).items()},
+            "centralized_critic": self.centralized_critic,
+            "critic_input": self.critic_input,
+            "critic_hiddens": list(self.critic_hiddens),
+            "value_norm": self.value_norm,
+            "value_norm_beta": self.value_norm_beta,
+            "rule_agents": list(self.rule_agents),
+            "frozen_agents": list(self.frozen_agents),
+        }
 
     def validate(self) -> None:
         super().validate()
-        if self.centralized_critic:
-            if not self.agent_order:
-                self._value_error("MAPPO: set `agent_order` (fixed list of agent ids).")
-            if self.critic_input not in ("state_obs", "concat_obs"):
-                self._value_error(f"MAPPO: critic_input must be 'state_obs' or 'concat_obs', got {self.critic_input!r}")
-            if self.critic_input == "state_obs" and not self.state_dim:
-                self._value_error("MAPPO: critic_input='state_obs' needs `state_dim`.")
-            if self.use_critic:
-                self._value_error("MAPPO: use_critic must be False (set via .mappo()).")
+        if not self.agent_order or not self.obs_layout:
+            self._value_error("MAPPO: set `agent_order` and `obs_layout` (see envs.market.team).")
+        if self.critic_input not in CRITIC_INPUTS:
+            self._value_error(f"MAPPO: critic_input must be one of {CRITIC_INPUTS}, got {self.critic_input!r}")
+        unknown = sorted((set(self.rule_agents) | set(self.frozen_agents)) - set(self.agent_order))
+        if unknown:
+            self._value_error(f"MAPPO: unknown agents {unknown} in rule_agents/frozen_agents")
 
 
 METADATA_FILE = "algospace.json"
+# The team module inside an algorithm checkpoint (RLlib's layout).
+TEAM_MODULE_DIR = "learner_group/learner/rl_module/default_policy"
 # Key of the algorithm state (algorithm_state.pkl) holding `MAPPO.extra_state`.
 EXTRA_STATE_KEY = "algospace_extra_state"
 
@@ -191,12 +161,13 @@ def write_checkpoint_metadata(algo, checkpoint_dir: str) -> None:
     config = algo.config
     env_config = {k: v for k, v in dict(config.env_config).items()}
     meta = {
-        "format": 1,
+        "format": CHECKPOINT_FORMAT,
         "algorithm": "MAPPO" if config.centralized_critic else "IPPO",
         "centralized_critic": bool(config.centralized_critic),
         "critic_input": config.critic_input,
         "agents": list(config.agent_order or []),
-        "modules_dir": "learner_group/learner/rl_module",
+        "module": TeamModule.__name__,
+        "module_dir": TEAM_MODULE_DIR,
         "env_config": env_config,
         "evaluation_env_config": dict((config.evaluation_config or {}).get("env_config", {}) or {}),
         "training_iteration": int(algo.iteration),
@@ -216,98 +187,130 @@ def write_checkpoint_metadata(algo, checkpoint_dir: str) -> None:
     os.replace(tmp, os.path.join(checkpoint_dir, METADATA_FILE))
 
 
+class EpochMinibatches:
+    """Minibatches of a train batch: every epoch a fresh permutation cut into
+    parts, so each row is used exactly once per epoch (``round(rows / minibatch_size)`` parts). RLlib's ``MiniBatchCyclicIterator`` copies the whole batch to shuffle
+    it and again to wrap around its end; with the team's wide observations
+    those copies cost a third of the learner's time. One minibatch per epoch
+    is the batch itself (no copy; row order does not change its gradient)."""
+
+    def __init__(self, batch: MultiAgentBatch, *, num_epochs: int, minibatch_size: int | None):
+        self.batch = batch
+        self.num_epochs = max(1, int(num_epochs))
+        self.minibatch_size = minibatch_size
+
+    def __iter__(self):
+        rows = max(len(b) for b in self.batch.policy_batches.values())
+        # round, not ceil: the bootstrap rows RLlib adds to every episode chunk
+        # must not add a small extra minibatch
+        parts = max(1, round(rows / (self.minibatch_size or rows)))
+        for _ in range(self.num_epochs):
+            if parts == 1:
+                yield self.batch
+                continue
+            order = torch.randperm(rows)
+            for i in range(parts):
+                index = order[i * rows // parts : (i + 1) * rows // parts]
+                policy_batches = {
+                    mid: SampleBatch(tree.map_structure(lambda v, index=index: v[index.to(v.device)] if torch.is_tensor(v) else v[index.numpy()], dict(b)))
+                    for mid, b in self.batch.policy_batches.items()
+                }
+                yield MultiAgentBatch(policy_batches, env_steps=len(index))
+
+
 class MAPPOTorchLearner(OomSplitting, PPOTorchLearner):
-    # ---------------------------------------------------------------- build
     def build(self) -> None:
+        # Ray starts a Tune trial's process with OMP_NUM_THREADS set to the
+        # trial's CPUs for its main process (1 by default): give torch the
+        # cores this learner was granted.
+        threads = self.config.num_cpus_for_main_process if self.config.num_learners == 0 else self.config.num_cpus_per_learner
+        if isinstance(threads, int) and threads > 0 and not torch.cuda.is_available():
+            torch.set_num_threads(threads)
         super().build()  # PPOLearner.build appends GeneralAdvantageEstimation
         pipe = self._learner_connector
         if pipe is None:  # (aggregator actors -> no learner pipeline here)
             return
         idx = [i for i, c in enumerate(pipe.connectors) if type(c) is GeneralAdvantageEstimation]
         assert len(idx) == 1, f"expected one GAE piece in {pipe}"
-        if self.config.centralized_critic:
-            pipe.connectors[idx[0]] = MAPPOGAEConnector(
-                gamma=self.config.gamma,
-                lambda_=self.config.lambda_,
-                agent_order=self.config.agent_order,
-                critic_input=self.config.critic_input,
-                debug_checks=self.config.mappo_debug_checks,
-            )
-        if self.config.bootstrap_truncated:
-            # NB: ConnectorPipelineV2.insert_before() silently inserts before the LAST
-            # piece if the name is not found (connector_pipeline_v2.py:189-196).
-            pipe.connectors.insert(idx[0], BootstrapTruncatedEpisodes())
+        pipe.connectors[idx[0]] = TeamGAEConnector(gamma=self.config.gamma, lambda_=self.config.lambda_)
 
     def configure_optimizers_for_module(self, module_id, config=None) -> None:
-        # Modules without parameters (rllib_algospace.frozen.RuleActorModule, the
-        # fixed rule policies of frozen agents) have nothing to optimise (and
-        # torch.optim.Adam([]) raises).
-        if not _has_trainable_params(self._module[module_id]):
-            return
-        super().configure_optimizers_for_module(module_id=module_id, config=config)
+        # Only trainable parameters: frozen actors must not move (not even by
+        # Adam's state), and a team that is all rules has nothing but its critic.
+        module = self._module[module_id]
+        params = [p for p in module.parameters() if p.requires_grad]
+        optimizer = torch.optim.Adam(params)
+        self.register_optimizer(module_id=module_id, optimizer=optimizer, params=params, lr_or_lr_schedule=config.lr)
 
-    def _make_modules_ddp_if_necessary(self) -> None:
-        # As TorchLearner's, but modules without trainable parameters stay
-        # unwrapped (DDP refuses them).
-        from ray.rllib.core.rl_module.multi_rl_module import MultiRLModule
-        from ray.rllib.core.rl_module.torch.torch_rl_module import TorchDDPRLModule, TorchRLModule
-
-        if self.config.num_learners <= 1 or not isinstance(self._module, MultiRLModule):
-            return super()._make_modules_ddp_if_necessary()
-        for key in list(self._module.keys()):
-            sub_module = self._module[key]
-            if isinstance(sub_module, TorchRLModule) and _has_trainable_params(sub_module):
-                self._module.add_module(key, TorchDDPRLModule(sub_module, **self.config.torch_ddp_kwargs), override=True)
-
-    @classmethod
-    def rl_module_required_apis(cls) -> list:
-        # PPOLearner requires ValueFunctionAPI; modules failing this check get NO
-        # optimizer (learner.py:485) -> actors would silently never train.
-        return []
-
-    def should_module_be_updated(self, module_id, multi_agent_batch=None):
-        # Never let `policies_to_train` drop the critic's batch (learner.py:1209).
-        if (
-            module_id == CRITIC_ID
-            and self.config.centralized_critic
-            and self.config.always_train_critic
-        ):
-            return True
-        return super().should_module_be_updated(module_id, multi_agent_batch)
+    def _create_iterator_if_necessary(self, *, training_data, num_total_minibatches=0, num_epochs=1, minibatch_size=None, shuffle_batch_per_epoch=False, **kwargs):
+        if training_data.data_iterators or num_total_minibatches:
+            return super()._create_iterator_if_necessary(
+                training_data=training_data,
+                num_total_minibatches=num_total_minibatches,
+                num_epochs=num_epochs,
+                minibatch_size=minibatch_size,
+                shuffle_batch_per_epoch=shuffle_batch_per_epoch,
+                **kwargs,
+            )
+        batch = self._make_batch_if_necessary(training_data=training_data)  # runs the learner connector
+        if not batch.policy_batches:
+            return {}
+        return EpochMinibatches(batch, num_epochs=num_epochs, minibatch_size=minibatch_size)
 
     # --------------------------------------------------------------- losses
-    def compute_losses(self, *, fwd_out, batch):
-        if not self.config.centralized_critic:
-            return super().compute_losses(fwd_out=fwd_out, batch=batch)
-        losses = {}
-        for mid in fwd_out:
-            if mid == CRITIC_ID:
-                losses[mid] = self._critic_loss(batch[mid], fwd_out[mid])
-            else:
-                losses[mid] = self.compute_loss_for_module(
-                    module_id=mid,
-                    config=self.config.get_config_for_module(mid),
-                    batch=batch[mid],
-                    fwd_out=fwd_out[mid],
-                )
-        return losses
+    def compute_loss_for_module(self, *, module_id, config, batch, fwd_out):
+        """PPO for every trainable agent, each with its own clipped ratio and
+        advantage, plus the critic's clipped value loss."""
+        module = self.module[module_id].unwrapped()
+        mask = batch[Columns.LOSS_MASK].bool() if Columns.LOSS_MASK in batch else None
 
-    def _critic_loss(self, batch, fwd_out):
-        v = fwd_out[Columns.VF_PREDS].float()  # (B, n)  normalized space
-        tgt = batch[Postprocessing.VALUE_TARGETS]
-        mask = batch[Columns.LOSS_MASK].bool()
-        loss = clipped_value_loss(v, batch[OLD_VALUES_NORM], tgt, mask, self.config.critic_value_clip)
+        def masked_mean(x):
+            return x[mask].mean() if mask is not None else x.mean()
+
+        new_logits = module.split_logits(fwd_out[Columns.ACTION_DIST_INPUTS].float())
+        old_logits = module.split_logits(batch[Columns.ACTION_DIST_INPUTS].float())
+        actions = batch[Columns.ACTIONS].long()
+        advantages = batch[Postprocessing.ADVANTAGES]
+        entropy_coeff = self.entropy_coeff_schedulers_per_module[module_id].get_current_value()
+        total = torch.zeros((), device=advantages.device)
+        joint_kl = torch.zeros((), device=advantages.device)  # the sum of the agents' KLs
+        for i, agent in enumerate(module.agents):
+            if agent in module.frozen_agents:
+                continue
+            new = torch.distributions.Categorical(logits=new_logits[i])
+            old = torch.distributions.Categorical(logits=old_logits[i])
+            ratio = torch.exp(new.log_prob(actions[:, i]) - old.log_prob(actions[:, i]))
+            adv = advantages[:, i]
+            surrogate = torch.min(adv * ratio, adv * torch.clamp(ratio, 1 - config.clip_param, 1 + config.clip_param))
+            policy_loss = -masked_mean(surrogate)
+            entropy = masked_mean(new.entropy())
+            kl = masked_mean(torch.distributions.kl_divergence(old, new))
+            joint_kl = joint_kl + kl
+            total = total + policy_loss - entropy_coeff * entropy
+            self.metrics.log_dict(
+                {POLICY_LOSS_KEY: policy_loss, ENTROPY_KEY: entropy, LEARNER_RESULTS_KL_KEY: kl},
+                key=(module_id, agent),
+                window=1,
+            )
+        if config.use_kl_loss:
+            # RLlib adapts this coefficient to the joint policy's KL, logged below.
+            total = total + self.curr_kl_coeffs_per_module[module_id] * joint_kl
+
+        values = module.compute_values(batch).float()
+        targets = batch[Postprocessing.VALUE_TARGETS]
+        valid = mask if mask is not None else torch.ones_like(targets[:, 0], dtype=torch.bool)
+        value_loss = clipped_value_loss(values, batch[OLD_VALUES_NORM], targets, valid, self.config.critic_value_clip)
+        total = total + self.config.critic_loss_coeff * value_loss
         self.metrics.log_dict(
             {
-                VF_LOSS_KEY: loss,
-                LEARNER_RESULTS_VF_EXPLAINED_VAR_KEY: explained_variance(
-                    tgt[mask].reshape(-1), v[mask].reshape(-1)
-                ),
+                VF_LOSS_KEY: value_loss,
+                LEARNER_RESULTS_KL_KEY: joint_kl,
+                LEARNER_RESULTS_VF_EXPLAINED_VAR_KEY: explained_variance(targets[valid].reshape(-1), values.detach()[valid].reshape(-1)),
             },
-            key=CRITIC_ID,
+            key=module_id,
             window=1,
         )
-        return self.config.critic_loss_coeff * loss
+        return total
 
     # ------------------------------------------------ mixed precision switch
     def _amp(self):

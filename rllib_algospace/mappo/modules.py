@@ -1,33 +1,50 @@
-"""RLModules of the team (Ray 2.60 new API stack, torch).
+"""The team's RLModule (Ray 2.60 new API stack, torch).
 
-- `ActorModule`: policy only (no value head, NOT a ValueFunctionAPI).
-- `ActorCriticModule`: same actor + own value head (independent-PPO baseline).
-- `SharedCriticModule`: learner-only centralized critic; input = global state
-  (B, state_dim) -> one (normalized) value per agent (B, n_agents). Holds the
-  running mean/std of value targets as torch buffers (=> part of state_dict, so
-  it is checkpointed with the module).
+``TeamModule`` is one RLModule for the whole team, sampled on RLlib's
+single-agent env runner over ``envs.market.team.TeamMarketEnv`` (one flat
+observation, one ``MultiDiscrete`` action). Inside it the agents stay apart,
+as MAPPO has them:
+
+- ``actors[agent]``: each agent's policy network, fed ONLY its own slice of the
+  team observation (decentralised execution: export and the live path run each
+  actor alone). A frozen agent's actor has no trainable parameters; a rule
+  agent's actor is ``RuleActor`` (the rule baseline as logits).
+- ``critic``: learner-only (``InferenceOnlyAPI``: env runners never build or
+  receive it). Centralized: one MLP over the global state (or all agents'
+  observations) giving one value per agent. Independent PPO
+  (``centralized_critic: false``): one MLP per agent over its own observation.
+  Values are in normalised space; ``value_normalizer`` holds the running
+  statistics of the value targets (buffers, checkpointed with the module).
+
+The action distribution is a product of per-agent categoricals; the learner
+(``algorithm.py``) clips each agent's PPO ratio on its own.
 """
+from __future__ import annotations
+
 from typing import Any, Dict
 
-import gymnasium as gym
 import numpy as np
+import torch
 from torch import nn
 
 from ray.rllib.core.columns import Columns
+from ray.rllib.core.rl_module.apis.inference_only_api import InferenceOnlyAPI
 from ray.rllib.core.rl_module.apis.value_function_api import ValueFunctionAPI
 from ray.rllib.core.rl_module.torch.torch_rl_module import TorchRLModule
+from ray.rllib.models.torch.torch_distributions import TorchMultiCategorical
 
 from rllib_algospace.mappo.valuenorm import ValueNormalizer
 
-CRITIC_ID = "shared_critic"
-CRITIC_STATE = "global_state"  # batch column of the critic batch
-OLD_VALUES_NORM = "old_values_norm"  # critic batch: old preds, normalized
-
-
+# Schema of the team module's checkpoints (``algospace.json`` "format"); a
+# checkpoint of another format is refused with one line, never misread.
+CHECKPOINT_FORMAT = 2
+STATE = "state"  # the global state's key in the observation layout
 ACTIVATIONS = {"tanh": nn.Tanh, "relu": nn.ReLU}
+CRITIC_INPUTS = ("state", "concat_obs")
 
 
-def _mlp(in_dim, hiddens, out_dim, act=nn.Tanh, out_gain=1.0):
+def mlp(in_dim: int, hiddens, out_dim: int, activation: str = "tanh", out_gain: float = 1.0) -> nn.Sequential:
+    act = ACTIVATIONS[activation]
     layers, d = [], in_dim
     for h in hiddens:
         lin = nn.Linear(d, h)
@@ -42,83 +59,136 @@ def _mlp(in_dim, hiddens, out_dim, act=nn.Tanh, out_gain=1.0):
     return nn.Sequential(*layers)
 
 
-class ActorModule(TorchRLModule):
-    """Policy-only module: obs (Box) -> Categorical logits."""
+class Actor(nn.Module):
+    """One agent's policy: its own observation -> logits (``pi`` is what export traces)."""
 
-    def setup(self):
-        mc = self.model_config or {}
-        hid = list(mc.get("hiddens", [64, 64]))
-        self._act = ACTIVATIONS[mc.get("activation", "tanh")]
-        self.pi = _mlp(self._obs_dim(), hid, self.action_space.n, act=self._act, out_gain=0.01)
+    def __init__(self, obs_dim: int, num_actions: int, hiddens, activation: str):
+        super().__init__()
+        self.pi = mlp(obs_dim, hiddens, num_actions, activation, out_gain=0.01)
 
-    def _obs_dim(self):
-        sp = self.observation_space
-        if isinstance(sp, gym.spaces.Dict):  # {"obs": Box, "state": Box} -> actor uses "obs"
-            sp = sp["obs"]
-        return int(np.prod(sp.shape))
-
-    @staticmethod
-    def _actor_obs(batch):
-        obs = batch[Columns.OBS]
-        if isinstance(obs, dict):
-            obs = obs["obs"]
-        return obs.float()
-
-    def _forward(self, batch: Dict[str, Any], **kwargs) -> Dict[str, Any]:
-        return {Columns.ACTION_DIST_INPUTS: self.pi(self._actor_obs(batch))}
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        return self.pi(obs)
 
 
-class ActorCriticModule(ActorModule, ValueFunctionAPI):
-    """Actor + per-agent value head (independent PPO baseline)."""
+class RuleActor(nn.Module):
+    """The rule baseline's choice for one agent as logits: (almost) all
+    probability on ``rule_action(agent, obs)``. No parameters."""
 
-    def setup(self):
-        super().setup()
-        if not self.inference_only:
-            hid = list((self.model_config or {}).get("hiddens", [64, 64]))
-            self.vf = _mlp(self._obs_dim(), hid, 1, act=self._act)
+    LOGIT_GAP = 30.0  # the other actions get probability ~e^-30 each
 
-    def compute_values(self, batch, embeddings=None):
-        return self.vf(self._actor_obs(batch)).squeeze(-1)
+    def __init__(self, agent: str, num_actions: int):
+        super().__init__()
+        self.agent = agent
+        self.num_actions = num_actions
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        from rllib_algospace.policies import rule_action
+
+        rows = obs.detach().cpu().numpy().astype(np.float32, copy=False).reshape(-1, obs.shape[-1])
+        actions = np.fromiter((rule_action(self.agent, row) for row in rows), dtype=np.int64, count=len(rows))
+        logits = np.full((len(rows), self.num_actions), -self.LOGIT_GAP, dtype=np.float32)
+        logits[np.arange(len(rows)), actions] = 0.0
+        return torch.from_numpy(logits.reshape(*obs.shape[:-1], self.num_actions)).to(obs.device)
 
 
-class SharedCriticModule(TorchRLModule):
-    """Centralized critic V(global_state) -> (B, n_agents), in normalized space.
+class CentralCritic(nn.Module):
+    """V(global input) -> one value per agent."""
 
-    model_config:
-      agent_order: list of agent/module ids (column order of the output)
-      hiddens: MLP sizes
-      value_norm: bool (running mean/std of value targets, PopArt-lite)
-    observation_space: Box(state_dim,)  (not an env space; just for sizing)
+    def __init__(self, in_slice: tuple[int, int] | None, in_dim: int, n_agents: int, hiddens, activation: str):
+        super().__init__()
+        self.in_slice = in_slice  # None: the agents' observations (everything before the state)
+        self.vf = mlp(in_dim, hiddens, n_agents, activation)
+
+    def forward(self, obs: torch.Tensor, layout: dict) -> torch.Tensor:
+        start, stop = self.in_slice if self.in_slice is not None else (0, layout[STATE][0])
+        return self.vf(obs[..., start:stop])
+
+
+class AgentCritics(nn.Module):
+    """Independent PPO: V_i(own observation of agent i), stacked per agent."""
+
+    def __init__(self, agents, layout: dict, hiddens, activation: str):
+        super().__init__()
+        self.agents = list(agents)
+        self.vfs = nn.ModuleDict({a: mlp(layout[a][1] - layout[a][0], hiddens, 1, activation) for a in self.agents})
+
+    def forward(self, obs: torch.Tensor, layout: dict) -> torch.Tensor:
+        return torch.cat([self.vfs[a](obs[..., layout[a][0] : layout[a][1]]) for a in self.agents], dim=-1)
+
+
+class TeamModule(TorchRLModule, ValueFunctionAPI, InferenceOnlyAPI):
+    """See the module docstring. ``model_config`` keys:
+
+    ``agents`` (order of the action components), ``layout`` ({agent or
+    "state": [start, stop]}), ``hiddens``, ``activation``,
+    ``centralized_critic``, ``critic_input`` ("state" | "concat_obs"),
+    ``critic_hiddens``, ``value_norm``, ``value_norm_beta``, ``rule_agents``
+    (act by the rule), ``frozen_agents`` (keep their weights).
     """
 
     def setup(self):
-        mc = self.model_config or {}
-        self.agent_order = list(mc["agent_order"])
-        self.value_norm = bool(mc.get("value_norm", True))
-        hid = list(mc.get("hiddens", [128, 128]))
-        self.state_dim = int(np.prod(self.observation_space.shape))
-        self.vf = _mlp(self.state_dim, hid, len(self.agent_order), act=ACTIVATIONS[mc.get("activation", "tanh")])
-        self.normalizer = ValueNormalizer(len(self.agent_order), beta=float(mc.get("value_norm_beta", 0.995)), enabled=self.value_norm)
+        mc = self.model_config
+        self.agents = list(mc["agents"])
+        self.layout = {k: (int(v[0]), int(v[1])) for k, v in mc["layout"].items()}
+        self.action_sizes = [int(n) for n in self.action_space.nvec]
+        activation = mc.get("activation", "tanh")
+        rule_agents = set(mc.get("rule_agents") or ())
+        self.frozen_agents = sorted(set(mc.get("frozen_agents") or ()) | rule_agents)
+        self.actors = nn.ModuleDict()
+        for agent, n in zip(self.agents, self.action_sizes):
+            start, stop = self.layout[agent]
+            if agent in rule_agents:
+                self.actors[agent] = RuleActor(agent, n)
+            else:
+                self.actors[agent] = Actor(stop - start, n, list(mc.get("hiddens", [128, 128])), activation)
+        for agent in self.frozen_agents:
+            self.actors[agent].requires_grad_(False)
+        self.centralized_critic = bool(mc.get("centralized_critic", True))
+        if self.inference_only:
+            return
+        critic_hiddens = list(mc.get("critic_hiddens", [256, 256]))
+        if self.centralized_critic:
+            if mc.get("critic_input", "state") == "state":
+                in_slice = self.layout[STATE]
+                in_dim = in_slice[1] - in_slice[0]
+            else:
+                in_slice, in_dim = None, self.layout[STATE][0]
+            self.critic = CentralCritic(in_slice, in_dim, len(self.agents), critic_hiddens, activation)
+        else:
+            self.critic = AgentCritics(self.agents, self.layout, critic_hiddens, activation)
+        self.value_normalizer = ValueNormalizer(
+            len(self.agents), beta=float(mc.get("value_norm_beta", 0.995)), enabled=bool(mc.get("value_norm", True))
+        )
 
-    # -- value API (normalized space) --------------------------------------
+    # -- acting ---------------------------------------------------------------
+    def agent_obs(self, obs: torch.Tensor, agent: str) -> torch.Tensor:
+        """Agent ``agent``'s own observation, cut from the team observation."""
+        start, stop = self.layout[agent]
+        return obs[..., start:stop]
+
+    def agent_logits(self, obs: torch.Tensor) -> list[torch.Tensor]:
+        obs = obs.float()
+        return [self.actors[a](self.agent_obs(obs, a)) for a in self.agents]
+
+    def _forward(self, batch: Dict[str, Any], **kwargs) -> Dict[str, Any]:
+        return {Columns.ACTION_DIST_INPUTS: torch.cat(self.agent_logits(batch[Columns.OBS]), dim=-1)}
+
+    def get_inference_action_dist_cls(self):
+        return TorchMultiCategorical.get_partial_dist_cls(input_lens=self.action_sizes)
+
+    get_exploration_action_dist_cls = get_inference_action_dist_cls
+    get_train_action_dist_cls = get_inference_action_dist_cls
+
+    def split_logits(self, logits: torch.Tensor) -> list[torch.Tensor]:
+        return list(torch.split(logits, self.action_sizes, dim=-1))
+
+    def trainable_agents(self) -> list[str]:
+        return [a for a in self.agents if a not in self.frozen_agents]
+
+    # -- the critic (learner only) ------------------------------------------------
     def compute_values(self, batch, embeddings=None):
-        return self.vf(batch[CRITIC_STATE].float())
+        """``(B, n_agents)`` values in normalised space."""
+        return self.critic(batch[Columns.OBS].float(), self.layout)
 
-    def _forward(self, batch, **kwargs):
-        # Env runners never build this module (learner_only=True); forward_train
-        # is called by Learner._update for the critic's minibatch.
-        return {Columns.VF_PREDS: self.compute_values(batch)}
-
-    # -- value normalisation (see valuenorm.py) ---------------------------
-    def denormalize(self, v):
-        return self.normalizer.denormalize(v)
-
-    def normalize(self, v):
-        return self.normalizer.normalize(v)
-
-    def update_stats(self, batch_sum, batch_sumsq, batch_count):
-        self.normalizer.update(batch_sum, batch_sumsq, batch_count)
-
-    def norm_stats(self):
-        mean, std = self.normalizer.mean_std()
-        return mean.cpu().numpy(), std.cpu().numpy()
+    def get_non_inference_attributes(self) -> list[str]:
+        return ["critic", "value_normalizer"]
