@@ -8,9 +8,11 @@ Measures, one after the other in this run:
 1. ``env``: the market env's own team steps/s with random actions (the
    PettingZoo ParallelEnv, and the grouped team env the trainer samples).
 2. ``mappo`` and ``ippo`` on the current path with the defaults of
-   ``tune_configs/mappo.yaml`` (``--config``), built as ``algospace train``
-   builds them (``build_algorithm_config``, the CPUs a trial gets on this
-   machine), no evaluation; ``--warmup`` untimed iterations each, then
+   ``tune_configs/mappo.yaml`` (``--config``, ``--set KEY=VALUE`` overrides),
+   built as ``algospace train`` builds them (``build_algorithm_config`` with
+   the resources ``auto`` gives this machine: on 2 cores, two env runners of
+   64 envs that sample while the learner waits, then a learner using both
+   cores), no evaluation; ``--warmup`` untimed iterations each, then
    ``--iters`` rounds of one iteration each, alternating which goes first.
 3. ``old``: the path before the team path, from ``git archive`` of
    ``--old-ref`` (the commit before the change), with its own benchmark
@@ -20,8 +22,9 @@ Measures, one after the other in this run:
 
 End to end is env steps per wall-clock second of ``Algorithm.train()``
 (sampling plus learning, after warm-up); the split comes from timing
-wrappers: ``sample`` (``EnvRunner.sample``: env, module inference,
-connectors, episode bookkeeping) and ``learn`` (``LearnerGroup.update``:
+wrappers: ``sample`` (PPO's ``synchronous_parallel_sample``: env, module
+inference, connectors, episode bookkeeping on the env runners, and the
+episodes' trip to the learner) and ``learn`` (``LearnerGroup.update``:
 learner connector with GAE, then the epochs of SGD).
 
 Targets (issue 8): MAPPO end to end >= 5,000 env steps/s and >= 10x the old
@@ -91,9 +94,10 @@ def env_throughput(data: str, steps: int) -> dict:
 
 
 def make_config(args, centralized: bool):
-    from rllib_algospace.config import load_config
+    from rllib_algospace.config import load_config, parse_overrides
 
     overrides = {
+        **parse_overrides(args.set),
         "data.preset": args.preset,
         "experiment.seed": args.seed,
         "experiment.checkpoint.score": "training_iteration",  # validation is off
@@ -115,10 +119,12 @@ def new_path(args) -> dict:
     algos = {}
     rows = {name: [] for name in cfgs}
     try:
+        # Sampling is timed where PPO.training_step calls it (local or remote env runners).
+        import ray.rllib.algorithms.ppo.ppo as ppo_module
+
+        ppo_module.synchronous_parallel_sample = _timed("sample", ppo_module.synchronous_parallel_sample)
         for name, cfg in cfgs.items():
             algo = build_algorithm_config(cfg, data_path=dataset_path(cfg), resources=resources).build_algo()
-            runner = algo.env_runner_group.local_env_runner
-            runner.sample = _timed("sample", runner.sample)
             algo.learner_group.update = _timed("learn", algo.learner_group.update)
             algos[name] = algo
         for i in range(args.warmup):
@@ -167,7 +173,8 @@ def new_path(args) -> dict:
             "num_envs_per_env_runner": cfgs["mappo"].resources.num_envs_per_env_runner,
             "num_env_runners": resources.num_env_runners,
             "num_cpus_for_main_process": resources.num_cpus_for_main_process,
-            "torch_threads": torch_threads,
+            "cpus_per_env_runner": resources.cpus_per_env_runner,
+            "learner_torch_threads": torch_threads,
         },
         "summary": summary,
         "mappo_over_ippo_median_of_rounds": statistics.median(ratios),
@@ -217,6 +224,7 @@ def main() -> None:
     p.add_argument("--old-ref", default="133fc68", help="git commit of the path before (none: skip)")
     p.add_argument("--old-iters", type=int, default=4)
     p.add_argument("--old-threads", type=int, default=1, help="torch threads of the old path (1: as its Tune trials ran)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="config override for the team path, e.g. algorithm.actor_hiddens=[128,128] (repeatable)")
     p.add_argument("--out", default=None, help="also write the JSON result here")
     args = p.parse_args()
     os.chdir(ROOT)

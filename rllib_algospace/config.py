@@ -447,10 +447,10 @@ class AlgorithmConfig:
     entropy_coeff: float = _opt(0.01, Float(lo=0))
     grad_clip: float | None = _opt(0.5, Float(lo=0, lo_open=True, optional=True))  # null: no clipping
     train_batch_size: int = _opt(16384, Int(lo=1))
-    minibatch_size: int = _opt(8192, Int(lo=1))
+    minibatch_size: int = _opt(16384, Int(lo=1))
     num_epochs: int = _opt(5, Int(lo=1))
-    actor_hiddens: tuple[int, ...] = _opt((128, 128), Hiddens())
-    critic_hiddens: tuple[int, ...] = _opt((128, 128), Hiddens())
+    actor_hiddens: tuple[int, ...] = _opt((64, 64), Hiddens())
+    critic_hiddens: tuple[int, ...] = _opt((64, 64), Hiddens())
     activation: str = _opt("relu", Str(choices=ACTIVATIONS))
     value_normalization: bool = _opt(True, Bool())
     mixed_precision: bool = _opt(False, Bool())
@@ -610,7 +610,7 @@ class PerAgentConfig:
 @dataclass(frozen=True)
 class ResourcesConfig:
     num_env_runners: int | str = _opt("auto", AutoOr(lo=0, integer=True))  # "auto": resolved from os.cpu_count() later
-    num_envs_per_env_runner: int = _opt(128, Int(lo=1))
+    num_envs_per_env_runner: int = _opt(64, Int(lo=1))
     num_learners: int = _opt(0, Int(lo=0))
     num_gpus_per_learner: float | str = _opt("auto", AutoOr(lo=0, integer=False))
     max_concurrent_trials: int = _opt(1, Int(lo=1))

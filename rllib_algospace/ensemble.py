@@ -297,11 +297,12 @@ def resolve_ensemble_resources(spec: EnsembleSpec, cpus: int | None = None):
         runners = 0 if cores_each <= 2 else max(0, min(cores_each - 1 - learners, 8))
         notes.append(f"num_env_runners=auto -> {runners} per member ({cores_each} cores each for {min(mc, n)} concurrent members)")
     # a member sampling in its own process learns on all the cores it was given
-    main_cpus = max(1, cpus // max(1, min(mc, n))) if runners == 0 and learners == 0 else 1
+    share = max(1, cpus // max(1, min(mc, n)))
+    main_cpus = share if runners == 0 and learners == 0 else 1
     needed = min(mc, n) * (main_cpus + runners + learners)
     if needed > cpus:
         notes.append(f"note: {min(mc, n)} concurrent members ask for {needed} CPUs and {cpus} are free; Tune queues the rest")
-    return mc, ResolvedResources(runners, base.num_gpus_per_learner, notes, main_cpus)
+    return mc, ResolvedResources(runners, base.num_gpus_per_learner, notes, main_cpus, share if learners == 0 else 0)
 
 
 # ---------------------------------------------------------------------------
@@ -319,7 +320,7 @@ def member_algorithm_config(config: Mapping):
     member = EnsembleMember.from_dict(spec["members"][int(config[MEMBER_KEY])])
     train = TrainConfig.from_dict(spec["train_config"], source=spec.get("source", "<ensemble>"))
     member_cfg = train.with_overrides(member.overrides())
-    resources = ResolvedResources(int(spec["num_env_runners"]), float(spec["num_gpus_per_learner"]), [], int(spec.get("num_cpus_for_main_process", 1)))
+    resources = ResolvedResources(int(spec["num_env_runners"]), float(spec["num_gpus_per_learner"]), [], int(spec.get("num_cpus_for_main_process", 1)), int(spec.get("learner_threads", 0)))
     return build_algorithm_config(member_cfg, data_path=spec["data_path"], resources=resources), member
 
 
@@ -440,6 +441,7 @@ def train_ensemble(spec: EnsembleSpec, *, resume: bool = False) -> EnsembleOutco
                 "num_env_runners": resources.num_env_runners,
                 "num_gpus_per_learner": resources.num_gpus_per_learner,
                 "num_cpus_for_main_process": resources.num_cpus_for_main_process,
+                "learner_threads": resources.learner_threads,
             },
         }
         tuner = tune.Tuner(

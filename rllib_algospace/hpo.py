@@ -151,7 +151,7 @@ DEFAULT_SEARCH: dict[str, Any] = {
         "algorithm.clip_param": {"type": "uniform", "low": 0.1, "high": 0.3},
         "algorithm.gamma": {"type": "uniform", "low": 0.95, "high": 0.999},
         "algorithm.lambda_": {"type": "uniform", "low": 0.9, "high": 1.0},
-        "algorithm.minibatch_size": {"type": "choice", "values": [128, 256, 512]},
+        "algorithm.minibatch_size": {"type": "choice", "values": [4096, 8192, 16384]},
         "algorithm.num_epochs": {"type": "int", "low": 3, "high": 10},
         "algorithm.actor_hiddens": {"type": "choice", "values": [[64, 64], [128, 128], [256, 256]]},
         "algorithm.critic_hiddens": {"type": "choice", "values": [[128, 128], [256, 256]]},

@@ -30,7 +30,9 @@ class ResolvedResources:
     num_env_runners: int
     num_gpus_per_learner: float
     notes: list[str]
-    num_cpus_for_main_process: int = 1  # the trial's own process: sampling (0 runners) and the local learner
+    num_cpus_for_main_process: int = 1  # what the trial's own process asks Ray for
+    learner_threads: int = 0  # torch threads of a local learner (0: as Ray sets them)
+    cpus_per_env_runner: float = 1.0
 
 
 def resolve_resources(cfg: TrainConfig) -> ResolvedResources:
@@ -39,11 +41,14 @@ def resolve_resources(cfg: TrainConfig) -> ResolvedResources:
     res = cfg.resources
     cpus = os.cpu_count() or 1
     notes = []
+    # PPO samples, then learns, then samples: env runners and the learner
+    # never work at the same time, so they share the cores. The trial's own
+    # process (the local learner) asks Ray for one core and the runners split
+    # the rest; torch in the learner uses every core the trial may use.
+    share = max(1, cpus // max(1, res.max_concurrent_trials))
     if res.num_env_runners == "auto":
-        # The driver/learner needs a core; each env runner another one.
-        runners = 0 if cpus <= 2 else min(cpus - 1 - res.num_learners, 8)
-        runners = max(0, runners)
-        notes.append(f"num_env_runners=auto -> {runners} ({cpus} CPUs: {'sampling in the learner process' if runners == 0 else 'one core each, one kept for the learner'})")
+        runners = 0 if share < 2 else min(share, 8)
+        notes.append(f"num_env_runners=auto -> {runners} ({cpus} CPUs: {'sampling in the learner process' if runners == 0 else 'one core each; the learner uses the same cores between samplings'})")
     else:
         runners = int(res.num_env_runners)
     gpus_visible = _gpu_count()
@@ -52,13 +57,15 @@ def resolve_resources(cfg: TrainConfig) -> ResolvedResources:
         notes.append(f"num_gpus_per_learner=auto -> {gpus:g} ({gpus_visible} GPU(s) visible)")
     else:
         gpus = float(res.num_gpus_per_learner)
-    # Sampling in the trial's own process: its learner gets every core the
-    # concurrent trials leave (torch threads follow the CPUs Ray grants it).
-    main_cpus = max(1, cpus // max(1, res.max_concurrent_trials)) if runners == 0 and res.num_learners == 0 else 1
-    needed = main_cpus + runners + res.num_learners
+    local_learner = res.num_learners == 0
+    main_cpus = 1 if runners > 0 or not local_learner else share
+    per_runner = 1.0
+    if local_learner and runners > 0 and res.num_env_runners == "auto":
+        per_runner = max(share - 1, 1) / runners
+    needed = main_cpus + runners * per_runner + res.num_learners
     if needed > cpus:
-        notes.append(f"warning: the trial asks for {needed} CPUs and this machine has {cpus}; it may wait for resources")
-    return ResolvedResources(runners, gpus, notes, main_cpus)
+        notes.append(f"warning: the trial asks for {needed:g} CPUs and this machine has {cpus}; it may wait for resources")
+    return ResolvedResources(runners, gpus, notes, main_cpus, share if local_learner else 0, per_runner)
 
 
 def _gpu_count() -> int:
@@ -102,7 +109,7 @@ def build_algorithm_config(cfg: TrainConfig, *, data_path: str | None = None, re
     """The ``MAPPOConfig`` of a ``TrainConfig`` (independent PPO when
     ``algorithm.centralized_critic`` is false): the team env on RLlib's
     single-agent env runner, one ``TeamModule``."""
-    from envs.market.team import TeamMarketEnv
+    from envs.market.team import STATE_INDEX, TEAM_LAYOUT, TeamMarketEnv
     from rllib_algospace.mappo import MAPPOConfig
     from rllib_algospace.rllib_env import register
 
@@ -118,9 +125,7 @@ def build_algorithm_config(cfg: TrainConfig, *, data_path: str | None = None, re
 
     overrides.update(curriculum_env_overrides(cfg))  # all stages' markets; starts at the first
     env_config = cfg.env_config(split="train", **overrides)
-    probe = TeamMarketEnv(**env_config)
-    layout = probe.layout
-    probe.close()
+    TeamMarketEnv(**env_config).close()  # a bad env key or market file stops here, before Ray starts
 
     amp = None
     if algo.mixed_precision:
@@ -136,10 +141,16 @@ def build_algorithm_config(cfg: TrainConfig, *, data_path: str | None = None, re
         .env_runners(
             num_env_runners=resources.num_env_runners,
             num_envs_per_env_runner=cfg.resources.num_envs_per_env_runner,
+            num_cpus_per_env_runner=resources.cpus_per_env_runner,
             rollout_fragment_length="auto",
         )
         .resources(num_cpus_for_main_process=resources.num_cpus_for_main_process)
-        .learners(num_learners=cfg.resources.num_learners, num_gpus_per_learner=resources.num_gpus_per_learner)
+        .learners(
+            num_learners=cfg.resources.num_learners,
+            num_gpus_per_learner=resources.num_gpus_per_learner,
+            # a local learner's CPUs are the main process's (RLlib asks Ray for the larger of the two)
+            num_cpus_per_learner=resources.num_cpus_for_main_process if cfg.resources.num_learners == 0 else "auto",
+        )
         .rl_module(model_config={"hiddens": list(algo.actor_hiddens), "activation": algo.activation})
         .training(
             lr=algo.lr,
@@ -156,12 +167,14 @@ def build_algorithm_config(cfg: TrainConfig, *, data_path: str | None = None, re
             centralized_critic=algo.centralized_critic,
             critic_input=algo.critic_input,
             agent_order=list(AGENTS),
-            obs_layout=layout,
+            obs_layout=TEAM_LAYOUT,
+            state_index=STATE_INDEX,
             critic_hiddens=list(algo.critic_hiddens),
             value_norm=algo.value_normalization,
             critic_value_clip=algo.vf_clip_param,
             critic_loss_coeff=algo.vf_loss_coeff,
             mappo_amp=amp,
+            learner_threads=resources.learner_threads or None,
         )
         .callbacks(rllib_callbacks(cfg))
         .debugging(seed=cfg.experiment.seed)
@@ -184,8 +197,9 @@ def build_algorithm_config(cfg: TrainConfig, *, data_path: str | None = None, re
             evaluation_duration=1 if ev.full_split else ev.episodes,
             evaluation_duration_unit="episodes",
             evaluation_num_env_runners=0,
-            # One env: with several, RLlib runs at least one episode per sub-env.
-            evaluation_config=MAPPOConfig.overrides(env_config=eval_env, explore=False, num_envs_per_env_runner=1),
+            # One env per episode, stepped together (RLlib runs at least one
+            # episode per sub-env); one env for a pass over the whole split.
+            evaluation_config=MAPPOConfig.overrides(env_config=eval_env, explore=False, num_envs_per_env_runner=1 if ev.full_split else max(1, min(ev.episodes, 16))),
         )
     return config
 

@@ -51,7 +51,8 @@ def test_defaults():
     assert cfg.env == {}
     a = cfg.algorithm
     assert a.centralized_critic and a.critic_input == "state" and a.lr == 3.0e-4 and a.lambda_ == 0.95
-    assert a.actor_hiddens == (128, 128) and a.critic_hiddens == (256, 256) and a.activation == "tanh"
+    assert a.actor_hiddens == (64, 64) and a.critic_hiddens == (64, 64) and a.activation == "relu"
+    assert a.train_batch_size == 16384 and a.minibatch_size == 16384 and a.num_epochs == 5 and cfg.resources.num_envs_per_env_runner == 64
     assert cfg.resources.num_env_runners == "auto" and cfg.resources.num_gpus_per_learner == "auto"
     assert cfg.evaluation.every_iterations == 5 and cfg.evaluation.split == "val" and not cfg.evaluation.full_split
     assert cfg == TrainConfig()

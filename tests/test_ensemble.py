@@ -58,7 +58,7 @@ def test_member_configs_and_architecture_defaults(tmp_path):
     spec = load_ensemble_config(path)
     m0, m1 = spec.members()
     assert (m0.seed, m0.actor_hiddens, m0.critic_hiddens) == (3, (8,), (48,))
-    assert (m1.seed, m1.actor_hiddens, m1.critic_hiddens) == (3, (128, 128), (16, 16))
+    assert (m1.seed, m1.actor_hiddens, m1.critic_hiddens) == (3, (64, 64), (16, 16))  # actor_hiddens from algorithm (mappo.yaml)
     cfg = spec.member_config(m1)
     assert cfg.experiment.seed == 3 and cfg.algorithm.critic_hiddens == (16, 16)
 

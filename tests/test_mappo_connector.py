@@ -28,7 +28,8 @@ from envs.market.team import TeamMarketEnv  # noqa: E402
 from rllib_algospace.config import load_config, quick_overrides  # noqa: E402
 from rllib_algospace.mappo.algorithm import EpochMinibatches  # noqa: E402
 from rllib_algospace.mappo.connectors import OLD_VALUES_NORM  # noqa: E402
-from rllib_algospace.mappo.modules import STATE, TeamModule  # noqa: E402
+from envs.market.team import STATE_INDEX  # noqa: E402
+from rllib_algospace.mappo.modules import TeamModule  # noqa: E402
 from rllib_algospace.rllib_env import make_env  # noqa: E402
 from rllib_algospace.training import AGENTS, build_algorithm_config  # noqa: E402
 
@@ -163,7 +164,7 @@ def _team_module(env, centralized=True, critic_input="state", inference_only=Fal
         observation_space=env.observation_space,
         action_space=env.action_space,
         inference_only=inference_only,
-        model_config={"agents": list(AGENTS), "layout": env.layout, "hiddens": [16, 16], "critic_hiddens": [16, 16], "centralized_critic": centralized, "critic_input": critic_input},
+        model_config={"agents": list(AGENTS), "layout": env.layout, "state_index": STATE_INDEX.tolist(), "hiddens": [16, 16], "critic_hiddens": [16, 16], "centralized_critic": centralized, "critic_input": critic_input},
     )
 
 
@@ -188,12 +189,12 @@ def test_each_actor_reads_only_its_own_observation(market_file):
 def test_critic_inputs_and_env_runners_never_get_the_critic(market_file):
     env = TeamMarketEnv(data=market_file)
     obs = torch.as_tensor(np.stack([env.reset(seed=s)[0] for s in range(8)]))
-    start, stop = env.layout[STATE]
     central = _team_module(env)
+    outside = np.setdiff1d(np.arange(obs.shape[1]), STATE_INDEX)
     changed = obs.clone()
-    changed[:, :start] += 1.0  # agents' observations change, the state does not
+    changed[:, outside] += 1.0  # the agents' observations change outside the state
     assert torch.equal(central.compute_values({Columns.OBS: changed}), central.compute_values({Columns.OBS: obs}))
-    changed[:, start:stop] += 1.0
+    changed[:, STATE_INDEX] += 1.0
     assert not torch.equal(central.compute_values({Columns.OBS: changed}), central.compute_values({Columns.OBS: obs}))
     independent = _team_module(env, centralized=False)
     values = independent.compute_values({Columns.OBS: obs})
@@ -236,8 +237,8 @@ def test_each_agents_ratio_is_clipped_on_its_own(market_file):
     }
     cfg = learner.config.get_config_for_module(MODULE)
     cfg.use_kl_loss = False
-    loss = learner.compute_loss_for_module(module_id=MODULE, config=cfg, batch=batch, fwd_out={Columns.ACTION_DIST_INPUTS: logits})
     values = module.compute_values(batch).float()
+    loss = learner.compute_loss_for_module(module_id=MODULE, config=cfg, batch=batch, fwd_out={Columns.ACTION_DIST_INPUTS: logits, Columns.VF_PREDS: values})
     from rllib_algospace.mappo.valuenorm import clipped_value_loss
 
     value_loss = clipped_value_loss(values, batch[OLD_VALUES_NORM], batch[Postprocessing.VALUE_TARGETS], batch[Columns.LOSS_MASK], cfg.critic_value_clip)
@@ -290,8 +291,13 @@ def test_team_env_layout_and_rewards(market_file):
     for agent in AGENTS:
         start, stop = env.layout[agent]
         np.testing.assert_array_equal(obs[start:stop], observations[agent])
-    start, stop = env.layout[STATE]
-    np.testing.assert_array_equal(obs[start:stop], market.state())
+    np.testing.assert_array_equal(obs[STATE_INDEX], market.state())  # the critic's global state
+    for _ in range(300):  # and at every later step
+        action = env.action_space.sample()
+        obs, *_ = env.step(action)
+        market.step({a: int(action[i]) for i, a in enumerate(AGENTS)})
+        np.testing.assert_array_equal(obs[STATE_INDEX], market.state())
+    env.reset(seed=1)
     obs, reward, terminated, truncated, info = env.step(np.array([0, 3, 1, 0]))
     assert set(info) == {"agent_rewards"} and info["agent_rewards"].shape == (4,)
     assert np.isfinite(reward)

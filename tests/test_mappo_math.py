@@ -153,3 +153,24 @@ def test_split_module_batches_nested():
     parts = split_module_batches(_batch(10), 3)
     assert [len(p["default_policy"]["x"]) for p in parts] == [3, 4, 3]
     assert parts[1]["other_module"]["obs"]["state"].shape == (4, 5)
+
+
+def test_gae_chunks_equal_one_chunk_at_a_time():
+    from rllib_algospace.mappo.gae import gae_chunks
+
+    rng = np.random.default_rng(2)
+    lengths = [5, 1, 9, 3]
+    n = 3
+    rows = sum(lengths)
+    values, rewards = rng.normal(size=(rows, n)), rng.normal(size=(rows, n))
+    te, tr = (rng.random((rows, n)) < 0.2).astype(float), (rng.random((rows, n)) < 0.2).astype(float)
+    adv, targets = gae_chunks(values, rewards, te, tr, lengths, GAMMA, LAM)
+    start = 0
+    for length in lengths:
+        sl = slice(start, start + length)
+        a, t = gae_per_episode(values[sl], rewards[sl], te[sl], tr[sl], GAMMA, LAM)
+        np.testing.assert_allclose(adv[sl], a, atol=1e-6)
+        np.testing.assert_allclose(targets[sl], t, atol=1e-6)
+        start += length
+    with pytest.raises(ValueError, match="add up to"):
+        gae_chunks(values, rewards, te, tr, [1, 2], GAMMA, LAM)

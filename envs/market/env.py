@@ -90,6 +90,40 @@ OBSERVED_CALLS = {"regime": (), "structure": ("regime",), "tactical": ("regime",
 CALL_OFFSETS = {a: sum(N_ACTIONS[b] for b in AGENTS[:i]) for i, a in enumerate(AGENTS)}
 CALLS_SIZE = sum(N_ACTIONS.values())
 
+# The flat team observation (``AlgoSpaceMarketEnv.team_observation``): each
+# agent's observation in ``AGENTS`` order, then the risk agent's own last call.
+# FEATURE_SIZES: the part of each agent's observation before the others' calls.
+FEATURE_SIZES = {
+    "regime": REGIME_WINDOW * len(REGIME_FEATURES),
+    "structure": STRUCTURE_WINDOW * len(STRUCTURE_FEATURES),
+    "tactical": TACTICAL_WINDOW * len(TACTICAL_FEATURES),
+    "risk": len(PORTFOLIO_FEATURES),
+}
+RISK_CALL = "risk_call"
+TEAM_LAYOUT: dict[str, tuple[int, int]] = {}
+_start = 0
+for _name, _size in [(a, FEATURE_SIZES[a] + CALL_OFFSETS[a]) for a in AGENTS] + [(RISK_CALL, N_ACTIONS["risk"])]:
+    TEAM_LAYOUT[_name] = (_start, _start + _size)
+    _start += _size
+TEAM_SIZE = _start
+
+
+def _state_index() -> np.ndarray:
+    """Positions in the team observation whose values, in this order, are
+    ``state()``: the newest ``STATE_ROWS`` rows of each window, the portfolio
+    state and every agent's last call."""
+    parts = []
+    for agent, window, width in (("regime", REGIME_WINDOW, len(REGIME_FEATURES)), ("structure", STRUCTURE_WINDOW, len(STRUCTURE_FEATURES)), ("tactical", TACTICAL_WINDOW, len(TACTICAL_FEATURES))):
+        start = TEAM_LAYOUT[agent][0]
+        parts.append(np.arange(start + (window - STATE_ROWS[agent]) * width, start + window * width))
+    risk = TEAM_LAYOUT["risk"][0]
+    parts.append(np.arange(risk, risk + FEATURE_SIZES["risk"] + CALL_OFFSETS["risk"]))  # portfolio, then the others' calls
+    parts.append(np.arange(*TEAM_LAYOUT[RISK_CALL]))
+    return np.concatenate(parts)
+
+
+STATE_INDEX = _state_index()
+
 
 def _box(low_high: list[tuple[int, float, float]]) -> spaces.Box:
     low = np.concatenate([np.full(n, lo, dtype=np.float32) for n, lo, _ in low_high])
@@ -238,6 +272,24 @@ class AlgoSpaceMarketEnv(ParallelEnv):
             act = {a: int(actions[a]) for a in AGENTS}
         except KeyError as exc:
             raise KeyError(f"step() needs an action for every agent; missing {exc.args[0]!r}") from None
+        _, rewards, terminated, truncated, info = self.advance(act)
+        observations = self._observations()
+        terminations = {a: bool(terminated) for a in AGENTS}
+        truncations = {a: bool(truncated) and not terminated for a in AGENTS}
+        infos = {a: info for a in AGENTS}
+        if self.render_mode == "human":
+            print(self._render_line(act))
+        return observations, rewards, terminations, truncations, infos
+
+    def advance(self, act: dict, *, with_info: bool = True):
+        """One step of the market for the joint action ``act`` ({agent: int}):
+        the core of ``step()``, shared with the grouped team env
+        (``envs.market.team``). Returns ``(team_reward, rewards, terminated,
+        truncated, info)``; ``info`` is None when ``with_info`` is false
+        (training skips the step infos it never reads), except on an
+        episode's last step."""
+        if not self.agents:
+            raise RuntimeError("step() called on a finished episode; call reset() first")
         cfg = self.config
         t = self._t
         account = self._account
@@ -292,18 +344,14 @@ class AlgoSpaceMarketEnv(ParallelEnv):
             ep["ep_gross_win" if pnl > 0 else "ep_gross_loss"] += abs(pnl)
         rewards = self._rewards(act, team, agreed, exposure, label)
         self._last = act
-        terminated = equity < cfg.equity_floor * cfg.initial_equity
-        truncated = (cfg.episode_length and self._steps >= cfg.episode_length) or t >= self._split[1] - 1
-        info = self._info(fill=fill, agreed=agreed, entry=entry, step_pnl=step_pnl, team_reward=team, trade_closed=trade_closed)
-        observations = self._observations()
-        terminations = {a: bool(terminated) for a in AGENTS}
-        truncations = {a: bool(truncated) and not terminated for a in AGENTS}
-        infos = {a: info for a in AGENTS}
+        terminated = bool(equity < cfg.equity_floor * cfg.initial_equity)
+        truncated = bool((cfg.episode_length and self._steps >= cfg.episode_length) or t >= self._split[1] - 1) and not terminated
+        info = None
+        if with_info or terminated or truncated:
+            info = self._info(fill=fill, agreed=agreed, entry=entry, step_pnl=step_pnl, team_reward=team, trade_closed=trade_closed)
         if terminated or truncated:
             self.agents = []
-        if self.render_mode == "human":
-            print(self._render_line(act))
-        return observations, rewards, terminations, truncations, infos
+        return team, rewards, terminated, truncated, info
 
     def state(self) -> np.ndarray:
         t = self._t
@@ -402,19 +450,34 @@ class AlgoSpaceMarketEnv(ParallelEnv):
             self._account, price, self._equity, self.config.initial_equity, self._drawdown, self._vol_var, self._bars_per_year, self._time_in_trade
         )
 
-    def _observations(self) -> dict[str, np.ndarray]:
+    def team_observation(self) -> np.ndarray:
+        """Every agent's observation, in ``AGENTS`` order, then the risk
+        agent's own last call (the one part of ``state()`` no agent observes),
+        in one new float32 vector (``TEAM_LAYOUT``). ``observe()`` and
+        ``step()`` hand out slices of it."""
         t = self._t
         sp = self._span
         k = sp.visible[t - sp.base_lo] - sp.htf_lo
         tac = t + 1 - sp.tactical_lo
         calls = self._calls()
-        regime = sp.regime[k - REGIME_WINDOW : k].reshape(-1).copy()
-        structure = np.concatenate((sp.structure[k - STRUCTURE_WINDOW : k].reshape(-1), calls[: CALL_OFFSETS["structure"]]))
-        tactical = np.concatenate((sp.tactical[tac - TACTICAL_WINDOW : tac].reshape(-1), calls[: CALL_OFFSETS["tactical"]]))
-        risk = np.empty(len(PORTFOLIO_FEATURES) + CALL_OFFSETS["risk"], dtype=np.float32)
-        risk[: len(PORTFOLIO_FEATURES)] = self._portfolio()
-        risk[len(PORTFOLIO_FEATURES) :] = calls[: CALL_OFFSETS["risk"]]
-        return {"regime": regime, "structure": structure, "tactical": tactical, "risk": risk}
+        out = np.empty(TEAM_SIZE, dtype=np.float32)
+        for name, rows, window in (("regime", sp.regime, REGIME_WINDOW), ("structure", sp.structure, STRUCTURE_WINDOW)):
+            start, stop = TEAM_LAYOUT[name]
+            out[start : start + FEATURE_SIZES[name]] = rows[k - window : k].reshape(-1)
+            out[start + FEATURE_SIZES[name] : stop] = calls[: CALL_OFFSETS[name]]
+        start, stop = TEAM_LAYOUT["tactical"]
+        out[start : start + FEATURE_SIZES["tactical"]] = sp.tactical[tac - TACTICAL_WINDOW : tac].reshape(-1)
+        out[start + FEATURE_SIZES["tactical"] : stop] = calls[: CALL_OFFSETS["tactical"]]
+        start, stop = TEAM_LAYOUT["risk"]
+        out[start : start + FEATURE_SIZES["risk"]] = self._portfolio()
+        out[start + FEATURE_SIZES["risk"] : stop] = calls[: CALL_OFFSETS["risk"]]
+        start, stop = TEAM_LAYOUT[RISK_CALL]
+        out[start:stop] = calls[CALL_OFFSETS["risk"] :]
+        return out
+
+    def _observations(self) -> dict[str, np.ndarray]:
+        flat = self.team_observation()
+        return {a: flat[TEAM_LAYOUT[a][0] : TEAM_LAYOUT[a][1]] for a in AGENTS}
 
     # -- rewards and infos ------------------------------------------------------
     def _rewards(self, act: dict, team: float, agreed: bool, exposure: float, label: int) -> dict[str, float]:

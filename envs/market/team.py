@@ -3,13 +3,15 @@
 Training samples the team on RLlib's single-agent env runner, which is several
 times faster than its multi-agent runner (one connector pass, one module call
 and one episode per env step instead of four of each). Nothing of MAPPO is
-lost in the grouping, because the layout below keeps every agent's part apart:
+lost in the grouping, because the layout keeps every agent's part apart:
 
-* observation: one flat float32 vector, the agents' observations in
-  ``AGENTS`` order followed by the global state (``env.state()``);
-  ``TeamMarketEnv.layout`` gives each part's ``(start, stop)``. Each actor of
-  the team module reads only its own slice; the centralized critic reads
-  ``"state"``.
+* observation: ``AlgoSpaceMarketEnv.team_observation()``, one flat float32
+  vector: the agents' observations in ``AGENTS`` order, then the risk agent's
+  own last call. ``TEAM_LAYOUT`` gives each part's ``(start, stop)``; each
+  actor of the team module reads only its own slice. The global state the
+  centralized critic reads is ``obs[STATE_INDEX]`` (equal to ``env.state()``:
+  every part of it is in some agent's observation but risk's own call), so it
+  is not sent twice.
 * action: ``MultiDiscrete`` of the agents' action counts, in ``AGENTS`` order.
 * reward: the team reward. When agents' rewards differ (``w_shared < 1``)
   each step's infos carry them as ``"agent_rewards"`` (``AGENTS`` order).
@@ -23,21 +25,10 @@ from __future__ import annotations
 import gymnasium as gym
 import numpy as np
 
-from envs.market.env import AGENTS, N_ACTIONS, AlgoSpaceMarketEnv
+from envs.market.env import AGENTS, N_ACTIONS, RISK_CALL, STATE_INDEX, TEAM_LAYOUT, AlgoSpaceMarketEnv
 
 INFO_MODES = ("episode", "full")
-STATE = "state"
-
-
-def team_layout(env: AlgoSpaceMarketEnv) -> dict[str, tuple[int, int]]:
-    """``{agent or "state": (start, stop)}`` of the flat team observation."""
-    layout, start = {}, 0
-    for name in (*AGENTS, STATE):
-        space = env.state_space if name == STATE else env.observation_space(name)
-        size = int(np.prod(space.shape))
-        layout[name] = (start, start + size)
-        start += size
-    return layout
+__all__ = ["INFO_MODES", "RISK_CALL", "STATE_INDEX", "TEAM_LAYOUT", "TeamMarketEnv"]
 
 
 class TeamMarketEnv(gym.Env):
@@ -47,6 +38,8 @@ class TeamMarketEnv(gym.Env):
     """
 
     metadata = {"render_modes": ["ansi", "human"]}
+    layout = TEAM_LAYOUT
+    state_index = STATE_INDEX
 
     def __init__(self, *, infos: str = "episode", **config):
         if infos not in INFO_MODES:
@@ -54,8 +47,7 @@ class TeamMarketEnv(gym.Env):
         self.market_env = AlgoSpaceMarketEnv(**config)
         self.info_mode = infos
         env = self.market_env
-        self.layout = team_layout(env)
-        parts = [env.observation_space(a) for a in AGENTS] + [env.state_space]
+        parts = [env.observation_space(a) for a in AGENTS] + [gym.spaces.Box(0.0, 1.0, (N_ACTIONS["risk"],), np.float32)]
         self.observation_space = gym.spaces.Box(
             low=np.concatenate([p.low for p in parts]),
             high=np.concatenate([p.high for p in parts]),
@@ -63,27 +55,20 @@ class TeamMarketEnv(gym.Env):
         )
         self.action_space = gym.spaces.MultiDiscrete([N_ACTIONS[a] for a in AGENTS])
         self._agent_rewards = env.config.w_shared != 1.0
-
-    def _flat(self, observations: dict) -> np.ndarray:
-        return np.concatenate([observations[a] for a in AGENTS] + [self.market_env.state()])
+        self._full = infos == "full"
 
     def reset(self, *, seed: int | None = None, options: dict | None = None):
         super().reset(seed=seed)
-        observations, infos = self.market_env.reset(seed=seed, options=options)
-        return self._flat(observations), (infos[AGENTS[0]] if self.info_mode == "full" else {})
+        _, infos = self.market_env.reset(seed=seed, options=options)
+        return self.market_env.team_observation(), (infos[AGENTS[0]] if self._full else {})
 
     def step(self, action):
-        actions = {a: int(action[i]) for i, a in enumerate(AGENTS)}
-        observations, rewards, terminations, truncations, infos = self.market_env.step(actions)
-        first = AGENTS[0]
-        terminated, truncated = terminations[first], truncations[first]
-        info = infos[first]  # the same team dict for every agent
-        reward = float(info["team_reward"])
-        if self.info_mode == "episode" and not (terminated or truncated):
-            info = {}
+        act = {a: int(action[i]) for i, a in enumerate(AGENTS)}
+        team, rewards, terminated, truncated, info = self.market_env.advance(act, with_info=self._full)
+        info = info or {}
         if self._agent_rewards:
             info = {**info, "agent_rewards": np.array([rewards[a] for a in AGENTS], dtype=np.float32)}
-        return self._flat(observations), reward, terminated, truncated, info
+        return self.market_env.team_observation(), float(team), terminated, truncated, info
 
     def state(self) -> np.ndarray:
         return self.market_env.state()
@@ -100,4 +85,3 @@ class TeamMarketEnv(gym.Env):
 
     def get_task(self) -> str:
         return self.market_env.get_task()
-

@@ -44,7 +44,8 @@ class MAPPOConfig(PPOConfig):
         self.centralized_critic = True
         self.critic_input = "state"  # "state": env.state(); "concat_obs": all agents' observations
         self.agent_order = None  # required: the agents, in the order of the env's action components
-        self.obs_layout = None  # required: {agent or "state": (start, stop)} of the team observation
+        self.obs_layout = None  # required: {agent: (start, stop)} of the team observation
+        self.state_index = None  # required for critic_input="state": positions of the global state in it
         self.critic_hiddens = [256, 256]
         self.value_norm = True
         self.value_norm_beta = 0.995
@@ -53,6 +54,7 @@ class MAPPOConfig(PPOConfig):
         self.rule_agents = []  # agents acting by the rule baseline (no weights)
         self.frozen_agents = []  # agents whose weights do not train
         self.mappo_amp = None  # None | "bf16" | "fp16"  (autocast switch)
+        self.learner_threads = None  # torch threads of a CPU learner (None: as Ray set OMP_NUM_THREADS)
 
     def mappo(
         self,
@@ -61,6 +63,7 @@ class MAPPOConfig(PPOConfig):
         critic_input=NotProvided,
         agent_order=NotProvided,
         obs_layout=NotProvided,
+        state_index=NotProvided,
         critic_hiddens=NotProvided,
         value_norm=NotProvided,
         value_norm_beta=NotProvided,
@@ -69,10 +72,15 @@ class MAPPOConfig(PPOConfig):
         rule_agents=NotProvided,
         frozen_agents=NotProvided,
         mappo_amp=NotProvided,
+        learner_threads=NotProvided,
     ) -> "MAPPOConfig":
         for k, v in dict(locals()).items():
             if k != "self" and v is not NotProvided:
                 setattr(self, k, v)
+        if self.state_index is not None:  # plain ints: the config is compared and serialised as data
+            self.state_index = [int(i) for i in self.state_index]
+        if self.obs_layout is not None:
+            self.obs_layout = {str(k): [int(v[0]), int(v[1])] for k, v in self.obs_layout.items()}
         return self
 
     def get_default_learner_class(self):
@@ -88,6 +96,7 @@ class MAPPOConfig(PPOConfig):
             **super()._model_config_auto_includes,
             "agents": list(self.agent_order or []),
             "layout": {k: list(v) for k, v in (self.obs_layout or {}).items()},
+            "state_index": list(self.state_index or []),
             "centralized_critic": self.centralized_critic,
             "critic_input": self.critic_input,
             "critic_hiddens": list(self.critic_hiddens),
@@ -101,6 +110,8 @@ class MAPPOConfig(PPOConfig):
         super().validate()
         if not self.agent_order or not self.obs_layout:
             self._value_error("MAPPO: set `agent_order` and `obs_layout` (see envs.market.team).")
+        if self.centralized_critic and self.critic_input == "state" and self.state_index is None:
+            self._value_error("MAPPO: critic_input='state' needs `state_index` (see envs.market.team).")
         if self.critic_input not in CRITIC_INPUTS:
             self._value_error(f"MAPPO: critic_input must be one of {CRITIC_INPUTS}, got {self.critic_input!r}")
         unknown = sorted((set(self.rule_agents) | set(self.frozen_agents)) - set(self.agent_order))
@@ -220,12 +231,12 @@ class EpochMinibatches:
 
 class MAPPOTorchLearner(OomSplitting, PPOTorchLearner):
     def build(self) -> None:
-        # Ray starts a Tune trial's process with OMP_NUM_THREADS set to the
-        # trial's CPUs for its main process (1 by default): give torch the
-        # cores this learner was granted.
-        threads = self.config.num_cpus_for_main_process if self.config.num_learners == 0 else self.config.num_cpus_per_learner
-        if isinstance(threads, int) and threads > 0 and not torch.cuda.is_available():
-            torch.set_num_threads(threads)
+        # Ray starts a process with OMP_NUM_THREADS set to the CPUs it asked
+        # for (one, or none for a trial whose env runners hold the cores): a
+        # CPU learner that shares the cores with the (then idle) env runners
+        # is told how many threads to use.
+        if self.config.learner_threads and not torch.cuda.is_available():
+            torch.set_num_threads(int(self.config.learner_threads))
         super().build()  # PPOLearner.build appends GeneralAdvantageEstimation
         pipe = self._learner_connector
         if pipe is None:  # (aggregator actors -> no learner pipeline here)
@@ -296,7 +307,7 @@ class MAPPOTorchLearner(OomSplitting, PPOTorchLearner):
             # RLlib adapts this coefficient to the joint policy's KL, logged below.
             total = total + self.curr_kl_coeffs_per_module[module_id] * joint_kl
 
-        values = module.compute_values(batch).float()
+        values = fwd_out[Columns.VF_PREDS].float()
         targets = batch[Postprocessing.VALUE_TARGETS]
         valid = mask if mask is not None else torch.ones_like(targets[:, 0], dtype=torch.bool)
         value_loss = clipped_value_loss(values, batch[OLD_VALUES_NORM], targets, valid, self.config.critic_value_clip)

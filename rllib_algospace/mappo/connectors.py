@@ -5,7 +5,7 @@ of the learner connector pipeline. By then the batch is complete and a tensor,
 and ``AddOneTsToEpisodesAndTruncate`` has added one bootstrap row to every
 episode chunk (its loss mask is off). The team module's critic gives one value
 per agent for every row (``(B, n)``); GAE runs per episode chunk on ``(L, n)``
-arrays (``gae.gae_per_episode``), with the team reward for every agent or,
+arrays (``gae.gae_chunks``, all chunks at once), with the team reward for every agent or,
 when the env's agents' rewards differ (``w_shared < 1``), each agent's own
 from the step's ``infos["agent_rewards"]``. The value targets update the
 running value normalisation first; the batch then holds, per agent (column),
@@ -15,7 +15,7 @@ normalised values (for the clipped value loss). Rows are in the order of
 
 On the single-agent path RLlib marks a time-limit truncation, and a chunk
 cut off by the batch size, as truncated only (the multi-agent path marked it
-terminated too and lost the bootstrap), so ``gae_per_episode`` bootstraps both
+terminated too and lost the bootstrap), so ``gae_chunks`` bootstraps both
 from the critic's value of the chunk's extra row.
 """
 from __future__ import annotations
@@ -29,7 +29,7 @@ from ray.rllib.connectors.connector_v2 import ConnectorV2
 from ray.rllib.core.columns import Columns
 from ray.rllib.evaluation.postprocessing import Postprocessing
 
-from rllib_algospace.mappo.gae import gae_per_episode
+from rllib_algospace.mappo.gae import gae_chunks
 
 OLD_VALUES_NORM = "old_values_norm"  # batch column: the critic's values when sampled, normalised
 AGENT_REWARDS = "agent_rewards"  # infos key of the agents' own rewards (envs.market.team)
@@ -71,17 +71,13 @@ class TeamGAEConnector(ConnectorV2):
         terminateds = batch[Columns.TERMINATEDS].float().cpu().numpy()
         truncateds = batch[Columns.TRUNCATEDS].float().cpu().numpy()
         mask = batch[Columns.LOSS_MASK].bool().cpu().numpy() if Columns.LOSS_MASK in batch else np.ones(rows, bool)
-        advantages = np.empty((rows, n), np.float32)
-        targets = np.empty((rows, n), np.float32)
-        start = 0
+        per_agent, start = [], 0
         for episode, length in zip(chunks, lens):
-            end = start + length
-            agent_rewards = _agent_rewards(episode, rewards[start:end], n)
-            column = lambda x: np.repeat(x[start:end, None], n, axis=1)  # noqa: E731
-            advantages[start:end], targets[start:end] = gae_per_episode(
-                values[start:end], agent_rewards, column(terminateds), column(truncateds), self.gamma, self.lambda_
-            )
-            start = end
+            per_agent.append(_agent_rewards(episode, rewards[start : start + length], n))
+            start += length
+        rewards = np.concatenate(per_agent) if per_agent else np.zeros((0, n), np.float32)
+        column = lambda x: np.repeat(x[:, None], n, axis=1)  # noqa: E731
+        advantages, targets = gae_chunks(values, rewards, column(terminateds), column(truncateds), lens, self.gamma, self.lambda_)
 
         # Value normalisation: fold in this batch's valid targets first.
         valid = torch.as_tensor(targets[mask], device=device)

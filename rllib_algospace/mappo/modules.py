@@ -38,7 +38,6 @@ from rllib_algospace.mappo.valuenorm import ValueNormalizer
 # Schema of the team module's checkpoints (``algospace.json`` "format"); a
 # checkpoint of another format is refused with one line, never misread.
 CHECKPOINT_FORMAT = 2
-STATE = "state"  # the global state's key in the observation layout
 ACTIVATIONS = {"tanh": nn.Tanh, "relu": nn.ReLU}
 CRITIC_INPUTS = ("state", "concat_obs")
 
@@ -92,16 +91,20 @@ class RuleActor(nn.Module):
 
 
 class CentralCritic(nn.Module):
-    """V(global input) -> one value per agent."""
+    """V(global input) -> one value per agent. The input is the team
+    observation at ``index`` (the global state), or its first ``concat``
+    columns (all agents' observations)."""
 
-    def __init__(self, in_slice: tuple[int, int] | None, in_dim: int, n_agents: int, hiddens, activation: str):
+    def __init__(self, index, concat: int | None, n_agents: int, hiddens, activation: str):
         super().__init__()
-        self.in_slice = in_slice  # None: the agents' observations (everything before the state)
+        self.concat = concat
+        self.register_buffer("index", torch.as_tensor(np.asarray(index if index is not None else [], dtype=np.int64)), persistent=False)
+        in_dim = concat if concat is not None else len(self.index)
         self.vf = mlp(in_dim, hiddens, n_agents, activation)
 
     def forward(self, obs: torch.Tensor, layout: dict) -> torch.Tensor:
-        start, stop = self.in_slice if self.in_slice is not None else (0, layout[STATE][0])
-        return self.vf(obs[..., start:stop])
+        x = obs[..., : self.concat] if self.concat is not None else obs.index_select(-1, self.index)
+        return self.vf(x)
 
 
 class AgentCritics(nn.Module):
@@ -119,8 +122,9 @@ class AgentCritics(nn.Module):
 class TeamModule(TorchRLModule, ValueFunctionAPI, InferenceOnlyAPI):
     """See the module docstring. ``model_config`` keys:
 
-    ``agents`` (order of the action components), ``layout`` ({agent or
-    "state": [start, stop]}), ``hiddens``, ``activation``,
+    ``agents`` (order of the action components), ``layout`` ({agent:
+    [start, stop]} of the team observation), ``state_index`` (positions of
+    the global state in it), ``hiddens``, ``activation``,
     ``centralized_critic``, ``critic_input`` ("state" | "concat_obs"),
     ``critic_hiddens``, ``value_norm``, ``value_norm_beta``, ``rule_agents``
     (act by the rule), ``frozen_agents`` (keep their weights).
@@ -149,11 +153,10 @@ class TeamModule(TorchRLModule, ValueFunctionAPI, InferenceOnlyAPI):
         critic_hiddens = list(mc.get("critic_hiddens", [256, 256]))
         if self.centralized_critic:
             if mc.get("critic_input", "state") == "state":
-                in_slice = self.layout[STATE]
-                in_dim = in_slice[1] - in_slice[0]
-            else:
-                in_slice, in_dim = None, self.layout[STATE][0]
-            self.critic = CentralCritic(in_slice, in_dim, len(self.agents), critic_hiddens, activation)
+                self.critic = CentralCritic(mc["state_index"], None, len(self.agents), critic_hiddens, activation)
+            else:  # the agents' observations, which come first in the team observation
+                concat = max(self.layout[a][1] for a in self.agents)
+                self.critic = CentralCritic(None, concat, len(self.agents), critic_hiddens, activation)
         else:
             self.critic = AgentCritics(self.agents, self.layout, critic_hiddens, activation)
         self.value_normalizer = ValueNormalizer(
@@ -172,6 +175,13 @@ class TeamModule(TorchRLModule, ValueFunctionAPI, InferenceOnlyAPI):
 
     def _forward(self, batch: Dict[str, Any], **kwargs) -> Dict[str, Any]:
         return {Columns.ACTION_DIST_INPUTS: torch.cat(self.agent_logits(batch[Columns.OBS]), dim=-1)}
+
+    def _forward_train(self, batch: Dict[str, Any], **kwargs) -> Dict[str, Any]:
+        # The critic's values in the same forward pass, so that with several
+        # learners every parameter goes through the DDP-wrapped forward.
+        out = self._forward(batch)
+        out[Columns.VF_PREDS] = self.compute_values(batch)
+        return out
 
     def get_inference_action_dist_cls(self):
         return TorchMultiCategorical.get_partial_dist_cls(input_lens=self.action_sizes)
