@@ -9,8 +9,8 @@ Per bar, interleaved in one loop over the same bars:
   action rules and the simulated portfolio (the whole decision);
 * ``features``: the feature update alone (a twin ``OnlineFeatures`` fed the same bar);
 * ``bundle actors``: the bundle's four TorchScript actors alone on that bar's observations;
-* ``rllib``: RLlib's path on the same four observations: each RLModule's
-  ``forward_inference`` (what ``ModuleTeamPolicy`` does) and the argmax.
+* ``rllib``: the checkpoint's team module on the same four observations: each actor
+  network of the ``TeamModule`` (what ``ModuleTeamPolicy`` does) and the argmax.
 
 The bars are the last ``--bars`` bars of the market file, after feeding the
 history before them (``warm_up``). Also measured: bundle size, load time in
@@ -115,7 +115,7 @@ def main(argv=None) -> int:
 
     def rllib_decide(obs):
         with torch.no_grad():
-            return {a: int(torch.argmax(modules[a].forward_inference({"obs": torch.as_tensor(obs[a][None])})["action_dist_inputs"][0])) for a in agents}
+            return {a: int(torch.argmax(modules[a](torch.as_tensor(obs[a][None]))[0])) for a in agents}
 
     wall = {k: np.empty(n) for k in ("live", "features", "actors", "rllib")}
     cpu = {k: np.empty(n) for k in wall}

@@ -92,7 +92,7 @@ def callback_class(cfg) -> type | None:
 
 
 def _sub_envs(env_runner) -> list:
-    """The market envs (RLlib MultiAgentEnv wrappers) of one env runner."""
+    """The team envs (``envs.market.team.TeamMarketEnv``) of one env runner."""
     env = getattr(env_runner, "env", None)
     if env is None:  # e.g. the local env runner when sampling is remote
         return []

@@ -618,9 +618,12 @@ def decode_params(params: Mapping[str, Any], encoded_keys: Iterable[str]) -> dic
     return {k: (json.loads(v) if k in encoded and isinstance(v, str) else v) for k, v in params.items()}
 
 
-def _trial_spec(hpo: HpoConfig, data_path: str, experiment: str) -> dict:
+def _trial_spec(hpo: HpoConfig, data_path: str, experiment: str, concurrent: int = 1) -> dict:
+    base = hpo.base.to_dict()
+    # each trial's resources (its learner's threads) are its share of the machine
+    base["resources"]["max_concurrent_trials"] = max(1, int(concurrent))
     return {
-        "base": hpo.base.to_dict(),
+        "base": base,
         "source": hpo.source,
         "data_path": data_path,
         "keys": [d.key for d in hpo.search.space],
@@ -969,9 +972,12 @@ def _output_dir(hpo: HpoConfig) -> str:
     return experiment_path(hpo.base)
 
 
-def _max_concurrent(hpo: HpoConfig, cpus: float, gpus: float, runners: int, gpus_per_learner: float, main_cpus: int = 1) -> tuple[int, str]:
+def _max_concurrent(hpo: HpoConfig, cpus: float, gpus: float, runners: int, gpus_per_learner: float, cpus_per_runner: float = 1.0) -> tuple[int, str]:
+    """Trials at once. A trial takes a core for its own process, its env
+    runners' share and its remote learners; its learner's torch threads then
+    follow the cores its share leaves (``resources.max_concurrent_trials``)."""
     res = hpo.base.resources
-    cpu_per = main_cpus + runners + res.num_learners
+    cpu_per = 1 + runners * cpus_per_runner + res.num_learners
     gpu_per = gpus_per_learner * max(1, res.num_learners)
     want = hpo.search.max_concurrent
     if want != "auto":
@@ -980,7 +986,7 @@ def _max_concurrent(hpo: HpoConfig, cpus: float, gpus: float, runners: int, gpus
     if gpu_per > 0:
         fit = min(fit, int(gpus // gpu_per + 1e-9))
     n = max(1, min(fit, hpo.search.trials))
-    return n, f"max_concurrent=auto -> {n} ({cpus:g} CPUs, {gpus:g} GPUs; a trial takes {cpu_per} CPU(s){f' and {gpu_per:g} GPU' if gpu_per else ''})"
+    return n, f"max_concurrent=auto -> {n} ({cpus:g} CPUs, {gpus:g} GPUs; a trial takes {cpu_per:g} CPU(s){f' and {gpu_per:g} GPU' if gpu_per else ''})"
 
 
 def _scheduler(hpo: HpoConfig):
@@ -1108,7 +1114,7 @@ def run_search(config: HpoConfig | str | os.PathLike | None = None, *, resume: b
         inner._on_restore = {"url": url, "worker": worker}
     else:
         cluster = ray.cluster_resources()
-        max_concurrent, note = _max_concurrent(hpo, cluster.get("CPU", os.cpu_count() or 1), cluster.get("GPU", 0), resources.num_env_runners, resources.num_gpus_per_learner, resources.num_cpus_for_main_process)
+        max_concurrent, note = _max_concurrent(hpo, cluster.get("CPU", os.cpu_count() or 1), cluster.get("GPU", 0), resources.num_env_runners, resources.num_gpus_per_learner, resources.cpus_per_env_runner)
         print(note)
         print(f"{search.trials} trial(s); scheduler: {search.scheduler.type}" + ("" if search.scheduler.type == "none" else f" (grace {search.scheduler.grace_period}, max_t {hpo.max_t} iterations)"))
         sampler = optuna.samplers.TPESampler(seed=seed, constant_liar=True, multivariate=False)
@@ -1119,7 +1125,7 @@ def run_search(config: HpoConfig | str | os.PathLike | None = None, *, resume: b
             sampler=sampler,
             study_name=search.study_name,
             storage=storage,
-            trial_spec=_trial_spec(hpo, data_path, path),
+            trial_spec=_trial_spec(hpo, data_path, path, max_concurrent),
             worker={"worker": worker, "sampler_seed": seed, "experiment": path},
             shared=shared,
         )
@@ -1130,7 +1136,7 @@ def run_search(config: HpoConfig | str | os.PathLike | None = None, *, resume: b
         run_cfg.stop = stop
         tuner = tune.Tuner(
             trial_cls,
-            param_space={SPEC_KEY: _trial_spec(hpo, data_path, path)},
+            param_space={SPEC_KEY: _trial_spec(hpo, data_path, path, max_concurrent)},
             tune_config=tune.TuneConfig(
                 search_alg=ConcurrencyLimiter(searcher, max_concurrent=max_concurrent),
                 scheduler=_scheduler(hpo),

@@ -15,8 +15,6 @@ from ray.tune.registry import register_env
 from envs.market.team import TeamMarketEnv
 
 ENV_NAME = "algospace_team_market"
-# env_config keys of the team env that are not the market env's
-TEAM_ENV_KEYS = ("infos",)
 
 
 def make_env(env_config: dict | None = None) -> TeamMarketEnv:

@@ -46,8 +46,10 @@ def resolve_resources(cfg: TrainConfig) -> ResolvedResources:
     # process (the local learner) asks Ray for one core and the runners split
     # the rest; torch in the learner uses every core the trial may use.
     share = max(1, cpus // max(1, res.max_concurrent_trials))
+    local_learner = res.num_learners == 0
     if res.num_env_runners == "auto":
-        runners = 0 if share < 2 else min(share, 8)
+        # remote learners hold cores of their own: one runner per core left
+        runners = (0 if share < 2 else min(share, 8)) if local_learner else max(0, min(share - 1 - res.num_learners, 8))
         notes.append(f"num_env_runners=auto -> {runners} ({cpus} CPUs: {'sampling in the learner process' if runners == 0 else 'one core each; the learner uses the same cores between samplings'})")
     else:
         runners = int(res.num_env_runners)
@@ -57,7 +59,6 @@ def resolve_resources(cfg: TrainConfig) -> ResolvedResources:
         notes.append(f"num_gpus_per_learner=auto -> {gpus:g} ({gpus_visible} GPU(s) visible)")
     else:
         gpus = float(res.num_gpus_per_learner)
-    local_learner = res.num_learners == 0
     main_cpus = 1 if runners > 0 or not local_learner else share
     per_runner = 1.0
     if local_learner and runners > 0 and res.num_env_runners == "auto":
@@ -85,11 +86,6 @@ def dataset_path(cfg: TrainConfig) -> str:
     from envs.data.default import default_dataset_path
 
     return str(default_dataset_path(cfg.data.preset))
-
-
-def agent_to_module(agent_id, episode=None, **kwargs):
-    """One module (policy) per agent, named after it."""
-    return agent_id
 
 
 def rllib_callbacks(cfg: TrainConfig) -> list:

@@ -153,9 +153,14 @@ def test_pipeline_replaces_gae_and_only_trainable_parameters_are_optimised(marke
     assert "GeneralAdvantageEstimation" not in names and names[-1] == "TeamGAEConnector"
     module = _module(learner)
     assert module.trainable_agents() == ["tactical"]
-    optimised = {id(p) for group in learner.get_optimizer(MODULE).param_groups for p in group["params"]}
-    assert {id(p) for p in module.actors["tactical"].parameters()} <= optimised
-    assert {id(p) for p in module.critic.parameters()} <= optimised
+    optimizers = dict(learner.get_optimizers_for_module(MODULE))
+    assert set(optimizers) == {"actor_tactical", "critic"}  # one each: gradient norms are clipped per part
+
+    def params(name):
+        return {id(p) for group in optimizers[name].param_groups for p in group["params"]}
+
+    assert params("actor_tactical") == {id(p) for p in module.actors["tactical"].parameters()}
+    assert params("critic") == {id(p) for p in module.critic.parameters()}
     assert not any(p.requires_grad for a in ("regime", "structure", "risk") for p in module.actors[a].parameters())
 
 
@@ -314,3 +319,31 @@ def test_checkpoints_of_the_old_schema_are_refused(tmp_path):
     with pytest.raises(CheckpointError, match=r"checkpoint schema 1 is not this version's schema 2") as info:
         load_team_module(old)
     assert str(old) in str(info.value) and "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize(
+    "cpus,overrides,expected",
+    [
+        # env runners and the local learner take turns: one runner per core, the learner uses them all
+        (2, {}, (2, 1, 0.5, 2)),
+        (8, {}, (8, 1, 0.875, 8)),
+        (1, {}, (0, 1, 1.0, 1)),
+        # sampling in the learner's process: the trial's whole share
+        (2, {"resources.num_env_runners": 0}, (0, 2, 1.0, 2)),
+        (8, {"resources.num_env_runners": 0, "resources.max_concurrent_trials": 4}, (0, 2, 1.0, 2)),
+        # remote learners hold cores of their own
+        (8, {"resources.num_learners": 2}, (5, 1, 1.0, 0)),
+        (2, {"resources.num_learners": 1}, (0, 1, 1.0, 0)),
+    ],
+)
+def test_resources_never_ask_for_more_cores_than_the_machine(monkeypatch, cpus, overrides, expected):
+    from rllib_algospace import training
+
+    monkeypatch.setattr(training.os, "cpu_count", lambda: cpus)
+    monkeypatch.setattr(training, "_gpu_count", lambda: 0)
+    cfg = load_config(None, overrides)
+    res = training.resolve_resources(cfg)
+    assert (res.num_env_runners, res.num_cpus_for_main_process, res.cpus_per_env_runner, res.learner_threads) == expected
+    asked = res.num_cpus_for_main_process + res.num_env_runners * res.cpus_per_env_runner + cfg.resources.num_learners
+    assert asked <= max(cpus, 1) + 1e-9 or cpus == 1
+    assert not any(note.startswith("warning") for note in res.notes)

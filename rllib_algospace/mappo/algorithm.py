@@ -55,6 +55,9 @@ class MAPPOConfig(PPOConfig):
         self.frozen_agents = []  # agents whose weights do not train
         self.mappo_amp = None  # None | "bf16" | "fp16"  (autocast switch)
         self.learner_threads = None  # torch threads of a CPU learner (None: as Ray set OMP_NUM_THREADS)
+        # The MAPPO paper's loss has no KL term (use_kl_loss=True adds RLlib's
+        # adaptive KL penalty on the joint policy, the sum of the agents' KLs).
+        self.use_kl_loss = False
 
     def mappo(
         self,
@@ -235,9 +238,9 @@ class MAPPOTorchLearner(OomSplitting, PPOTorchLearner):
         # for (one, or none for a trial whose env runners hold the cores): a
         # CPU learner that shares the cores with the (then idle) env runners
         # is told how many threads to use.
-        if self.config.learner_threads and not torch.cuda.is_available():
-            torch.set_num_threads(int(self.config.learner_threads))
         super().build()  # PPOLearner.build appends GeneralAdvantageEstimation
+        if self.config.learner_threads and (not isinstance(self._device, torch.device) or self._device.type == "cpu"):
+            torch.set_num_threads(int(self.config.learner_threads))
         pipe = self._learner_connector
         if pipe is None:  # (aggregator actors -> no learner pipeline here)
             return
@@ -246,12 +249,17 @@ class MAPPOTorchLearner(OomSplitting, PPOTorchLearner):
         pipe.connectors[idx[0]] = TeamGAEConnector(gamma=self.config.gamma, lambda_=self.config.lambda_)
 
     def configure_optimizers_for_module(self, module_id, config=None) -> None:
-        # Only trainable parameters: frozen actors must not move (not even by
-        # Adam's state), and a team that is all rules has nothing but its critic.
-        module = self._module[module_id]
-        params = [p for p in module.parameters() if p.requires_grad]
-        optimizer = torch.optim.Adam(params)
-        self.register_optimizer(module_id=module_id, optimizer=optimizer, params=params, lr_or_lr_schedule=config.lr)
+        # One Adam per trainable actor and one for the critic, as when each
+        # agent was its own module: RLlib clips the gradient norm per
+        # optimizer, so the critic's large gradients never shrink the actors'
+        # steps. Frozen actors get none (not even Adam's state may move them).
+        module = self._module[module_id].unwrapped()
+        parts = {f"actor_{agent}": module.actors[agent] for agent in module.trainable_agents()}
+        parts["critic"] = module.critic
+        for name, part in parts.items():
+            params = [p for p in part.parameters() if p.requires_grad]
+            if params:
+                self.register_optimizer(module_id=module_id, optimizer_name=name, optimizer=torch.optim.Adam(params), params=params, lr_or_lr_schedule=config.lr)
 
     def _create_iterator_if_necessary(self, *, training_data, num_total_minibatches=0, num_epochs=1, minibatch_size=None, shuffle_batch_per_epoch=False, **kwargs):
         if training_data.data_iterators or num_total_minibatches:
@@ -332,12 +340,6 @@ class MAPPOTorchLearner(OomSplitting, PPOTorchLearner):
         return dev, (torch.bfloat16 if amp == "bf16" else torch.float16)
 
     def _update(self, batch):
-        # Deterministic module order for forward/backward. The batch's module order
-        # comes from episode iteration (MultiAgentEpisode.agent_ids is a *set*), so it
-        # differs between Learner processes; with num_learners > 1 the per-module DDP
-        # gradient all-reduces then run in different orders on different ranks ->
-        # gloo "collective mismatch" abort (NCCL: hang). Sorting fixes it.
-        batch = {k: batch[k] for k in sorted(batch)}
         amp = self._amp()
         if amp is None:
             return super()._update(batch)
@@ -370,7 +372,3 @@ class MAPPOTorchLearner(OomSplitting, PPOTorchLearner):
                 for name in names:
                     self._grad_scalers[mid].unscale_(self.get_optimizer(mid, name))
         return super().postprocess_gradients(gradients_dict)
-
-
-def _has_trainable_params(module) -> bool:
-    return any(p.requires_grad for p in module.parameters())

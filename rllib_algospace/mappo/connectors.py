@@ -114,12 +114,13 @@ class TeamGAEConnector(ConnectorV2):
 def _agent_rewards(episode, team_rewards: np.ndarray, n: int) -> np.ndarray:
     """``(L, n)`` rewards of one chunk: each agent's own where the infos carry
     them, else the team reward for all. Row t's reward came with infos[t + 1];
-    the chunk's extra bootstrap row has none (reward 0)."""
+    the chunk's last row is RLlib's bootstrap row (no reward of its own, loss
+    mask off), so it keeps the team reward RLlib gave it (0)."""
     out = np.repeat(team_rewards[:, None], n, axis=1)
     infos = episode.get_infos()
     if len(infos) < 2 or AGENT_REWARDS not in infos[1]:
         return out
-    for t in range(len(team_rewards)):
+    for t in range(len(team_rewards) - 1):
         if t + 1 < len(infos) and AGENT_REWARDS in infos[t + 1]:
             out[t] = infos[t + 1][AGENT_REWARDS]
     return out
