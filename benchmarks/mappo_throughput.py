@@ -19,7 +19,7 @@ Measures, one after the other in this run:
    ``--old-ref`` (the commit before the change), with its own benchmark
    script and its defaults (train batch 4,000, minibatch 256, 5 epochs, 4
    envs, one torch thread as its Tune trials had; ``--old-threads``), in a
-   subprocess. Skipped with ``--old-ref none``.
+   subprocess after each pass of (2). Skipped with ``--old-ref none``.
 
 End to end is env steps per wall-clock second of ``Algorithm.train()``
 (sampling plus learning, after warm-up); the split comes from timing
@@ -109,7 +109,7 @@ def make_config(args, centralized: bool):
     return load_config(args.config, overrides)
 
 
-def new_path(args) -> dict:
+def new_path(args, after_pass=None) -> dict:
     """MAPPO and independent PPO on the team path. Each is built, warmed up,
     timed for ``--iters`` iterations and stopped on its own (a user trains one
     at a time; two algorithms alive at once would leave four env runner
@@ -152,6 +152,8 @@ def new_path(args) -> dict:
                               f"(sample {steps / row['sample_s']:.0f}/s, learn {steps / row['learn_s']:.0f}/s, {wall:.2f} s)", flush=True)
                 finally:
                     algo.stop()
+            if after_pass is not None:
+                after_pass(p)
     finally:
         ray.shutdown()
     summary = {}
@@ -218,6 +220,17 @@ def old_path(args) -> dict | None:
     }
 
 
+def _merge_old(runs: list) -> dict | None:
+    runs = [r for r in runs if r is not None]
+    if not runs:
+        return None
+    merged = {k: runs[0][k] for k in ("ref", "args")}
+    for key in ("mappo_env_steps_per_s", "ippo_env_steps_per_s", "mappo_sample_env_steps_per_s", "mappo_learn_env_steps_per_s"):
+        merged[key] = statistics.mean(r[key] for r in runs)  # equal iterations per run
+    merged["runs"] = runs
+    return merged
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--iters", type=int, default=4, help="timed iterations per algorithm and pass")
@@ -228,7 +241,7 @@ def main() -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--env-steps", type=int, default=20_000, help="random-action steps for the env's own throughput")
     p.add_argument("--old-ref", default="133fc68", help="git commit of the path before (none: skip)")
-    p.add_argument("--old-iters", type=int, default=4)
+    p.add_argument("--old-iters", type=int, default=2, help="timed iterations of the old path after each pass")
     p.add_argument("--old-threads", type=int, default=1, help="torch threads of the old path (1: as its Tune trials ran)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="config override for the team path, e.g. algorithm.actor_hiddens=[128,128] (repeatable)")
     p.add_argument("--out", default=None, help="also write the JSON result here")
@@ -241,8 +254,11 @@ def main() -> None:
     data = dataset_path(make_config(args, True))
     envs = env_throughput(data, args.env_steps)
     print(f"env, random actions: {envs['parallel_env_steps_per_s']:.0f} team steps/s (PettingZoo), {envs['team_env_steps_per_s']:.0f} (team env)", flush=True)
-    new = new_path(args)
-    old = old_path(args)
+    # The old path runs once after each pass of the new one, so that both
+    # see the same stretches of the machine's load.
+    old_runs = []
+    new = new_path(args, after_pass=lambda p: old_runs.append(old_path(args)))
+    old = _merge_old(old_runs)
 
     import ray
     import torch
