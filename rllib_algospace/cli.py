@@ -93,9 +93,12 @@ def _train(args) -> int:
     if outcome.best_checkpoint and not args.no_evaluate:
         from rllib_algospace.evaluate import evaluate_checkpoint, format_comparison
 
+        from rllib_algospace.evaluate import format_intervals
+
         report = evaluate_checkpoint(outcome.best_checkpoint, split="test")
         print(f"test split of {report['data']}:")
         print(format_comparison(report["results"]))
+        print(format_intervals(report))
         print(f"report: {report['json']} and {report['png']}")
     return 0
 
@@ -113,6 +116,8 @@ def _evaluate(args) -> int:
         out=args.out,
         seed=args.seed,
         stress=args.stress,
+        fresh_markets=args.fresh_markets,
+        fresh_seed=args.fresh_seed,
     )
     print(f"{report['checkpoint']} on the {report['split']} split of {report['data']}:")
     if "diversity" in report:  # an ensemble: members, ensemble and baselines, and the members' disagreement
@@ -121,7 +126,10 @@ def _evaluate(args) -> int:
         print(format_ensemble_report(report))
         print(f"members and diversity: {report['ensemble_json']}")
     else:
+        from rllib_algospace.evaluate import format_intervals
+
         print(format_comparison(report["results"]))
+        print(format_intervals(report))
     print(f"report: {report['json']} and {report['png']}")
     if "stress" in report:
         from rllib_algospace.stress import format_stress
@@ -258,6 +266,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default=None, help="folder for evaluation.json and evaluation.png (default: beside the checkpoint)")
     p.add_argument("--stress", action="store_true", help="add stress tests (flash crash, volatility x3, trend reversal, gap, doubled costs) and regime adaptability to the report")
+    p.add_argument("--fresh-markets", type=int, default=0, metavar="N", help="also evaluate on N newly generated markets of the training data's preset (synthetic data only), start to end")
+    p.add_argument("--fresh-seed", type=int, default=None, metavar="S", help="first seed of the fresh markets (default 1000); a seed the training data used is refused")
     p.set_defaults(func=_evaluate)
 
     p = commands.add_parser("select", help="rank every trained variant of an experiment folder on val (bootstrap CIs, deflated Sharpe); report the best once on test")

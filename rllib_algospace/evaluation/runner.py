@@ -405,7 +405,7 @@ def _atomic_write(path: Path, write) -> None:
         raise
 
 
-def write_report(results: dict, run: EvaluationRun, out_dir: str | os.PathLike, *, baseline_runs: dict[str, EvaluationRun] | None = None) -> tuple[Path, Path]:
+def write_report(results: dict, run: EvaluationRun, out_dir: str | os.PathLike, *, baseline_runs: dict[str, EvaluationRun] | None = None, extra: dict | None = None) -> tuple[Path, Path]:
     """Write ``evaluation.json`` and ``evaluation.png`` into ``out_dir``
     (both atomically: a temporary file, then ``os.replace``).
 
@@ -417,13 +417,14 @@ def write_report(results: dict, run: EvaluationRun, out_dir: str | os.PathLike, 
     ``results.runs``; left out when neither is there), the team's drawdown,
     and its exposure; dotted lines mark episode boundaries when there are
     several. With several episodes the curves chain the episodes' returns.
+    ``extra`` adds top-level keys to the JSON (intervals, fresh markets, targets).
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     json_path = out / "evaluation.json"
     png_path = out / "evaluation.png"
     team = run.to_dict()
-    document = json_safe({"meta": team["meta"], "results": dict(results), "episodes": team["episodes"]})
+    document = json_safe({"meta": team["meta"], "results": dict(results), **(extra or {}), "episodes": team["episodes"]})
     text = json.dumps(document, indent=2, allow_nan=False) + "\n"
     _atomic_write(json_path, lambda fh: fh.write(text.encode()))
     runs = baseline_runs if baseline_runs is not None else getattr(results, "runs", None) or {}
