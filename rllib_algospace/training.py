@@ -223,17 +223,24 @@ def _make_progress_callback():
         def setup(self, **info):
             _SESSION["started"] = time.monotonic()
             self._stopping = False
+            self._last = {}
 
         def on_trial_result(self, iteration, trials, trial, result, **info):
             started = _SESSION["started"] or time.monotonic()
             elapsed = time.monotonic() - started
             budget = _SESSION["time_budget_s"]
             env_runners = result.get("env_runners", {})
+            # The envs' episodes end together every few iterations: show the
+            # latest finished episodes' figures, and "n/a" before the first.
+            shown = self.__dict__.setdefault("_last", {}).setdefault(trial.trial_id, {})
+            for key, value in (("return", env_runners.get("episode_return_mean")), ("sharpe", env_runners.get("sharpe")), ("val", result.get("val_sharpe"))):
+                if value is not None and not math.isnan(float(value)):
+                    shown[key] = float(value)
             line = (
                 f"[{trial.trial_id}] iter {result.get('training_iteration', 0):>4} | "
                 f"steps {int(result.get('num_env_steps_sampled_lifetime', env_runners.get('num_env_steps_sampled_lifetime', 0))):>9,} | "
-                f"team return {env_runners.get('episode_return_mean', math.nan):+.3f} | "
-                f"train Sharpe {env_runners.get('sharpe', math.nan):+.2f} | val Sharpe {result.get('val_sharpe', math.nan):+.2f} | "
+                f"team return {_signed(shown.get('return'), 3)} | "
+                f"train Sharpe {_signed(shown.get('sharpe'), 2)} | val Sharpe {_signed(shown.get('val'), 2)} | "
                 f"{_hms(elapsed)} elapsed"
             )
             if budget:
@@ -252,6 +259,10 @@ def _make_progress_callback():
                 os.kill(os.getpid(), signal.SIGUSR1)  # Tune's graceful interrupt
 
     return ProgressAndBudget()
+
+
+def _signed(value: float | None, digits: int) -> str:
+    return "n/a" if value is None else f"{value:+.{digits}f}"
 
 
 def _hms(seconds: float) -> str:

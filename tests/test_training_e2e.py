@@ -148,3 +148,28 @@ def test_validation_metrics_survive_iterations_without_validation():
     stale = {"evaluation": {"env_runners": {"sharpe": float("nan")}}}
     callback.on_train_result(algorithm=None, result=stale)
     assert stale["val_sharpe"] == 1.5 and stale["val_max_drawdown"] == 0.02
+
+
+def test_progress_line_shows_the_latest_figures_and_no_nan(capsys):
+    import math
+
+    from rllib_algospace.training import _make_progress_callback
+
+    class Trial:
+        trial_id = "t0"
+
+    progress = _make_progress_callback()
+    progress.setup()
+    nan = math.nan
+    results = [
+        {"training_iteration": 1, "env_runners": {"episode_return_mean": nan, "sharpe": nan}, "val_sharpe": nan},
+        {"training_iteration": 2, "env_runners": {"episode_return_mean": -1.5, "sharpe": 0.25}, "val_sharpe": nan},
+        {"training_iteration": 3, "env_runners": {"episode_return_mean": nan, "sharpe": nan}, "val_sharpe": 1.5},
+    ]
+    for result in results:
+        progress.on_trial_result(0, [], Trial(), result)
+    lines = capsys.readouterr().out.splitlines()
+    assert "nan" not in "\n".join(lines)
+    assert "team return n/a | train Sharpe n/a | val Sharpe n/a" in lines[0]
+    assert "team return -1.500 | train Sharpe +0.25 | val Sharpe n/a" in lines[1]
+    assert "team return -1.500 | train Sharpe +0.25 | val Sharpe +1.50" in lines[2]  # episodes end in bursts: the latest stay shown
