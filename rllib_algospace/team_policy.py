@@ -20,8 +20,9 @@ class CheckpointError(ValueError):
 
 
 def find_checkpoint(path: str | os.PathLike) -> Path:
-    """The checkpoint folder at ``path``, or the newest one below it."""
-    path = Path(path).expanduser()
+    """The checkpoint folder at ``path``, or the newest one below it, as an
+    absolute path (RLlib reads a relative one as a URI and fails)."""
+    path = Path(path).expanduser().absolute()
     if not path.exists():
         raise CheckpointError(f"{path}: no such checkpoint or folder")
     if (path / METADATA_FILE).exists():

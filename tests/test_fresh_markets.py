@@ -107,3 +107,4 @@ def test_evaluate_cli_with_fresh_markets(tiny_checkpoint, tmp_path, capsys):
     assert main(["evaluate", tiny_checkpoint, "--fresh-markets", "2", "--fresh-seed", "0", "--out", str(tmp_path / "x")]) == 2
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "seed 1 made the training data" in err
+

@@ -173,3 +173,15 @@ def test_progress_line_shows_the_latest_figures_and_no_nan(capsys):
     assert "team return n/a | train Sharpe n/a | val Sharpe n/a" in lines[0]
     assert "team return -1.500 | train Sharpe +0.25 | val Sharpe n/a" in lines[1]
     assert "team return -1.500 | train Sharpe +0.25 | val Sharpe +1.50" in lines[2]  # episodes end in bursts: the latest stay shown
+
+
+@pytest.mark.slow
+def test_relative_checkpoint_paths_work(tiny_checkpoint, tmp_path, monkeypatch):
+    import os
+
+    from rllib_algospace.team_policy import find_checkpoint, load_team_module
+
+    monkeypatch.chdir(os.path.dirname(tiny_checkpoint))
+    relative = os.path.basename(tiny_checkpoint)
+    assert find_checkpoint(relative).is_absolute()
+    assert load_team_module(relative).agents == ["regime", "structure", "tactical", "risk"]
