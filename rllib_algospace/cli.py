@@ -207,7 +207,10 @@ def build_parser() -> argparse.ArgumentParser:
     from envs.data.default import PRESET_NAMES
     from envs.data.synthetic import DEFAULT_PRESET
 
+    from rllib_algospace import __version__
+
     parser = argparse.ArgumentParser(prog="algospace", description="Train and evaluate the four-agent AlgoSpace trading team.")
+    parser.add_argument("--version", action="version", version=f"algospace {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     data = commands.add_parser("data", help="create, import, check and describe market files")

@@ -121,3 +121,12 @@ def test_console_script_exit_code(tmp_path):
     )
     assert result.returncode == 2
     assert result.stderr.strip().count("\n") == 0 and "none.csv" in result.stderr
+
+
+def test_version(capsys):
+    from rllib_algospace import __version__
+    from rllib_algospace.cli import main
+
+    with pytest.raises(SystemExit) as info:
+        main(["--version"])
+    assert info.value.code == 0 and capsys.readouterr().out.strip() == f"algospace {__version__}"
