@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 
 EXIT_BAD_INPUT = 2
@@ -16,9 +17,15 @@ class CliError(Exception):
     """A user error to report in one line with exit code 2."""
 
 
+def _refuse_existing(out: str, overwrite: bool) -> None:
+    if os.path.lexists(out) and not overwrite:
+        raise CliError(f"{out}: already exists (pass --overwrite to replace it)")
+
+
 def _data_synth(args) -> int:
     from envs.data.dataset import synth_market_file
 
+    _refuse_existing(args.out, args.overwrite)
     path = synth_market_file(args.out, preset=args.preset, n_bars=args.bars, seed=args.seed, htf_multiple=args.htf_multiple)
     print(f"wrote {path} ({args.bars} bars, preset {args.preset}, seed {args.seed})")
     return 0
@@ -27,6 +34,9 @@ def _data_synth(args) -> int:
 def _data_prepare(args) -> int:
     from envs.data.dataset import prepare_csv_market_file
 
+    if os.path.abspath(args.out) == os.path.abspath(args.csv) or (args.csv_htf and os.path.abspath(args.out) == os.path.abspath(args.csv_htf)):
+        raise CliError(f"{args.out}: --out names an input CSV; the market file needs a path of its own")
+    _refuse_existing(args.out, args.overwrite)
     path = prepare_csv_market_file(args.csv, args.out, csv_htf=args.csv_htf, timeframe=args.timeframe, htf_multiple=args.htf_multiple)
     print(f"wrote {path} from {args.csv}")
     return 0
@@ -222,6 +232,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--bars", type=int, default=60_000, help="number of 5-minute base bars (default 60000)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--htf-multiple", type=int, default=6, help="base bars per higher-timeframe bar (default 6)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing file at --out")
     p.set_defaults(func=_data_synth)
 
     p = data_commands.add_parser("prepare", help="import a vendor CSV of OHLCV bars")
@@ -230,6 +241,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="HDF5 file to write")
     p.add_argument("--timeframe", default=None, help="base bar length, e.g. 5min, 1h, 1d (default: inferred from the data)")
     p.add_argument("--htf-multiple", type=int, default=6, help="base bars per higher-timeframe bar (default 6)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing file at --out (never an input CSV)")
     p.set_defaults(func=_data_prepare)
 
     p = data_commands.add_parser("validate", help="check a market file (schema, shapes, checksums, NaNs, time order, splits)")

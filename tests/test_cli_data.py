@@ -130,3 +130,21 @@ def test_version(capsys):
     with pytest.raises(SystemExit) as info:
         main(["--version"])
     assert info.value.code == 0 and capsys.readouterr().out.strip() == f"algospace {__version__}"
+
+
+def test_synth_and_prepare_refuse_to_overwrite_and_never_replace_the_csv(tmp_path, capsys):
+    out_file = tmp_path / "m.h5"
+    out_file.write_bytes(b"keep me")
+    code, _, err = _run(["data", "synth", "--out", str(out_file), "--bars", "3000"], capsys)
+    assert code == 2 and err.strip() == f"algospace: error: {out_file}: already exists (pass --overwrite to replace it)"
+    assert out_file.read_bytes() == b"keep me"
+    code, out, _ = _run(["data", "synth", "--out", str(out_file), "--bars", "3000", "--overwrite"], capsys)
+    assert code == 0 and out_file.read_bytes() != b"keep me"
+
+    csv = _write_hourly_csv(tmp_path / "eurusd_h1.csv")
+    before = csv.read_bytes()
+    code, _, err = _run(["data", "prepare", "--csv", str(csv), "--out", str(csv), "--overwrite"], capsys)
+    assert code == 2 and "--out names an input CSV" in err and err.count("\n") == 1
+    assert csv.read_bytes() == before  # the user's CSV is untouched
+    code, _, err = _run(["data", "prepare", "--csv", str(csv), "--out", str(out_file)], capsys)
+    assert code == 2 and "already exists" in err
