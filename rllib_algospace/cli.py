@@ -90,8 +90,13 @@ def _train(args) -> int:
     if args.wandb:
         overrides["experiment.wandb.enabled"] = True
     cfg = load_config(args.config, overrides, check_files=True)
-    from rllib_algospace.training import train
+    from rllib_algospace.training import clear_experiment, experiment_exists, experiment_path, train
 
+    if not args.resume and experiment_exists(cfg):
+        if not args.overwrite:
+            raise CliError(f"{experiment_path(cfg)}: an experiment of this name exists; continue it with --resume, or replace it with --overwrite")
+        clear_experiment(cfg)
+        print(f"removed the old experiment {experiment_path(cfg)} (--overwrite)")
     outcome = train(cfg, resume=args.resume)
     print(f"experiment: {outcome.experiment_path} ({outcome.iterations} iterations)")
     if outcome.error:
@@ -263,6 +268,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--time-budget", default=None, help="stop with a checkpoint before this much wall time, e.g. 23h30m")
     p.add_argument("--seed", type=int, default=None)
     p.add_argument("--resume", action="store_true", help="continue the interrupted or killed experiment of the same name")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing experiment of the same name (without it, training into one stops)")
     p.add_argument("--wandb", action="store_true", help="log to Weights & Biases (offline without a key)")
     p.add_argument("--quick", action="store_true", help="a one-minute smoke run")
     p.add_argument("--no-evaluate", action="store_true", help="skip the test-split evaluation at the end")

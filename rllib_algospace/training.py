@@ -315,6 +315,32 @@ def experiment_path(cfg: TrainConfig) -> str:
     return f"{cfg.experiment.storage_path.rstrip('/')}/{cfg.experiment.name}"
 
 
+def experiment_exists(cfg: TrainConfig) -> bool:
+    """Whether an experiment of this name is already in the storage (a local
+    folder or a URI pyarrow understands)."""
+    path = experiment_path(cfg)
+    if not cfg.experiment.storage_is_uri:
+        return os.path.exists(path)
+    import pyarrow.fs
+
+    fs, inner = pyarrow.fs.FileSystem.from_uri(path)
+    return fs.get_file_info(inner).type != pyarrow.fs.FileType.NotFound
+
+
+def clear_experiment(cfg: TrainConfig) -> None:
+    """Remove the experiment folder (``--overwrite``)."""
+    path = experiment_path(cfg)
+    if not cfg.experiment.storage_is_uri:
+        import shutil
+
+        shutil.rmtree(path)
+        return
+    import pyarrow.fs
+
+    fs, inner = pyarrow.fs.FileSystem.from_uri(path)
+    fs.delete_dir(inner)
+
+
 def train(cfg: TrainConfig, *, resume: bool = False) -> TrainOutcome:
     """Run (or, with ``resume``, continue) the experiment described by ``cfg``."""
     import ray

@@ -148,3 +148,27 @@ def test_synth_and_prepare_refuse_to_overwrite_and_never_replace_the_csv(tmp_pat
     assert csv.read_bytes() == before  # the user's CSV is untouched
     code, _, err = _run(["data", "prepare", "--csv", str(csv), "--out", str(out_file)], capsys)
     assert code == 2 and "already exists" in err
+
+
+def test_train_into_an_existing_experiment_stops_unless_resume_or_overwrite(tmp_path, capsys, monkeypatch):
+    from rllib_algospace import cli, training
+
+    runs = []
+
+    def fake_train(cfg, resume=False):  # stands in for the Tune run
+        runs.append(resume)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(training, "train", fake_train)
+    storage = tmp_path / "results"
+    (storage / "mine" / "MAPPO_0001").mkdir(parents=True)
+    base = ["train", "--storage", str(storage), "--name", "mine", "--no-evaluate"]
+    assert cli.main(base) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == f"algospace: error: {storage}/mine: an experiment of this name exists; continue it with --resume, or replace it with --overwrite"
+    assert runs == [] and (storage / "mine" / "MAPPO_0001").exists()
+    assert cli.main([*base, "--resume"]) == 130 and runs == [True]
+    assert (storage / "mine" / "MAPPO_0001").exists()
+    assert cli.main([*base, "--overwrite"]) == 130 and runs == [True, False]
+    assert not (storage / "mine").exists() and "removed the old experiment" in capsys.readouterr().out
+    assert cli.main(["train", "--storage", str(storage), "--name", "new", "--no-evaluate"]) == 130  # a new name just trains

@@ -75,7 +75,7 @@ def test_cli_flags_reach_the_config_and_unknown_agent_exits_2(capsys, monkeypatc
 
     monkeypatch.setattr(training, "train", fake_train)
     (tmp_path / "ck").mkdir()
-    assert cli.main(["train", "--train-agents", "structure,tactical", "--init-from", str(tmp_path / "ck"), "--frozen-policy", "rule", "--no-evaluate"]) == 130
+    assert cli.main(["train", "--train-agents", "structure,tactical", "--init-from", str(tmp_path / "ck"), "--frozen-policy", "rule", "--no-evaluate", "--storage", str(tmp_path / "results")]) == 130
     tr = seen["cfg"].training
     assert tr.train_agents == ("structure", "tactical") and tr.init_from == str(tmp_path / "ck") and tr.frozen_policy == "rule"
 
