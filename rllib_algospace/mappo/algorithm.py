@@ -203,10 +203,12 @@ def write_checkpoint_metadata(algo, checkpoint_dir: str) -> None:
 
 class EpochMinibatches:
     """Minibatches of a train batch: every epoch a fresh permutation cut into
-    parts, so each row is used exactly once per epoch (``round(rows / minibatch_size)`` parts). RLlib's ``MiniBatchCyclicIterator`` copies the whole batch to shuffle
-    it and again to wrap around its end; with the team's wide observations
-    those copies cost a third of the learner's time. One minibatch per epoch
-    is the batch itself (no copy; row order does not change its gradient)."""
+    ``round(rows / minibatch_size)`` parts, so each row is used exactly once
+    per epoch. RLlib's ``MiniBatchCyclicIterator`` copies the whole batch to
+    shuffle it and again to wrap around its end; with the team's wide
+    observations those copies cost a third of the learner's time. One
+    minibatch per epoch is the batch itself (no copy; row order does not
+    change its gradient)."""
 
     def __init__(self, batch: MultiAgentBatch, *, num_epochs: int, minibatch_size: int | None):
         self.batch = batch
@@ -234,10 +236,10 @@ class EpochMinibatches:
 
 class MAPPOTorchLearner(OomSplitting, PPOTorchLearner):
     def build(self) -> None:
-        # Ray starts a process with OMP_NUM_THREADS set to the CPUs it asked
-        # for (one, or none for a trial whose env runners hold the cores): a
-        # CPU learner that shares the cores with the (then idle) env runners
-        # is told how many threads to use.
+        # Ray starts a trial's process with OMP_NUM_THREADS set to the CPUs
+        # it asked for (one when env runners hold the other cores): a CPU
+        # learner that shares the cores with the (then idle) env runners is
+        # told how many threads to use.
         super().build()  # PPOLearner.build appends GeneralAdvantageEstimation
         if self.config.learner_threads and (not isinstance(self._device, torch.device) or self._device.type == "cpu"):
             torch.set_num_threads(int(self.config.learner_threads))
