@@ -45,7 +45,7 @@ def evaluate_checkpoint(
     from rllib_algospace.ensemble import evaluate_ensemble, find_manifest
     from rllib_algospace.evaluation import evaluate_with_baselines, write_report
 
-    from rllib_algospace.evaluation.fresh import DEFAULT_FRESH_SEED, FreshMarketError, evaluate_fresh_markets, run_series_metrics, targets_met
+    from rllib_algospace.evaluation.fresh import DEFAULT_FRESH_SEED, FreshMarketError, evaluate_fresh_markets, policy_series_metrics, targets_met
 
     manifest = find_manifest(checkpoint)
     if manifest is not None and fresh_markets:
@@ -75,7 +75,7 @@ def evaluate_checkpoint(
         seed=seed,
         env_overrides=overrides,
     )
-    intervals = {name: run_series_metrics(run, seed=seed, with_consensus=name in ("team", "rule")) for name, run in results.runs.items()}
+    intervals = policy_series_metrics(results.runs, seed=seed)
     met = {split: targets_met(intervals["team"])}
     extra = {"intervals": intervals, "targets_met": met}
     if fresh_markets:

@@ -25,6 +25,8 @@ from rllib_algospace.evaluation.runner import BASELINES, EvaluationRun, run_poli
 DAYS_PER_YEAR = 252.0
 SPLITS = ("train", "val", "test")
 DEFAULT_FRESH_SEED = 1000
+# Consensus means something only for policies whose agents decide apart.
+CONSENSUS_POLICIES = ("team", "rule")
 # The user's success metrics; Sharpe is the daily one.
 TARGETS = {"sharpe_daily": (">", 1.2), "max_drawdown": ("<", 0.15), "win_rate": (">", 0.52), "consensus_rate": (">", 0.80)}
 _SOURCE = re.compile(r"^synthetic:(?P<preset>[A-Za-z0-9_]+):seed=(?P<seed>-?\d+)$")
@@ -110,6 +112,11 @@ def run_series_metrics(run: EvaluationRun, *, n_boot: int = 1000, seed: int = 0,
     return series_metrics(run.step_return, run.timestamp, run.trade_pnls, run.agreed, run.entry_proposed, bars_per_year=run.meta["bars_per_year"], n_boot=n_boot, seed=seed, with_consensus=with_consensus)
 
 
+def policy_series_metrics(runs: dict[str, EvaluationRun], *, n_boot: int = 1000, seed: int = 0) -> dict:
+    """``run_series_metrics`` of each named run (consensus left blank for baselines)."""
+    return {name: run_series_metrics(run, n_boot=n_boot, seed=seed, with_consensus=name in CONSENSUS_POLICIES) for name, run in runs.items()}
+
+
 def targets_met(metrics: dict) -> dict[str, bool]:
     """Each target -> met (a NaN value is not met)."""
     out = {}
@@ -140,9 +147,10 @@ def evaluate_fresh_markets(policy, *, env_config: dict, n: int, first_seed: int 
     from envs.data.default import default_dataset_path
     from rllib_algospace.policies import RuleTeamPolicy, buy_and_hold_policy, flat_policy
 
-    origins = {path: synthetic_origin(path) for path in training_files(env_config)}
+    files = training_files(env_config)
+    origins = {path: synthetic_origin(path) for path in files}
     used = {s: path for path, (_, s, _) in origins.items()}
-    preset, _, bars = origins[training_files(env_config)[0]]
+    preset, _, bars = origins[files[0]]
     seeds = fresh_seeds(n, first_seed, used)
     policies = {"team": policy, "buy_and_hold": buy_and_hold_policy, "flat": flat_policy, "rule": RuleTeamPolicy()}
     overrides = dict(env_overrides or {})
@@ -154,9 +162,9 @@ def evaluate_fresh_markets(policy, *, env_config: dict, n: int, first_seed: int 
         for name, p in policies.items():
             runs = _whole_file(p, path, overrides, seed)
             all_runs[name] += runs
-            entry["results"][name] = _pooled(runs, n_boot=n_boot, seed=seed, with_consensus=name in ("team", "rule"))
+            entry["results"][name] = _pooled(runs, n_boot=n_boot, seed=seed, with_consensus=name in CONSENSUS_POLICIES)
         markets.append(entry)
-    pooled = {name: _pooled(runs, n_boot=n_boot, seed=seed, with_consensus=name in ("team", "rule")) for name, runs in all_runs.items()}
+    pooled = {name: _pooled(runs, n_boot=n_boot, seed=seed, with_consensus=name in CONSENSUS_POLICIES) for name, runs in all_runs.items()}
     for name in policies:  # the worst market's drawdown, not the pooled series'
         pooled[name]["max_drawdown"] = max(m["results"][name]["max_drawdown"] for m in markets)
     return {
