@@ -1,357 +1,294 @@
-"""Learning benchmark: MAPPO (centralized critic) against independent PPO,
-seeds 0, 1, 2, on the ``simple_markets`` and ``complex_regimes`` presets, each
-run a fixed budget of training iterations, then the best checkpoint (by
-validation Sharpe) evaluated greedily on the whole test split against the
-buy-and-hold, flat and rule baselines.
+"""Learning benchmark: does the team learn, out of sample?
 
-    python benchmarks/mappo_learning.py --budget-minutes 38 --train-batch 2000 --eval-every 4
+    python benchmarks/mappo_learning.py --out-dir benchmarks/results/mappo_learning --iterations 100
+    python benchmarks/mappo_learning.py --out-dir benchmarks/results/mappo_learning --report
 
-Hyperparameters: ``tune_configs/mappo.yaml`` with ``--train-batch`` (default
-2000, half the file's, for more updates in the budget), ``--minibatch``
-(256) and ``--epochs`` (5); MAPPO and PPO differ only in
-``algorithm.centralized_critic``. No remote env runners (2 cores: the trial
-samples and learns in one process), 4 envs per runner; validation every
-``--eval-every`` iterations on ``--val-episodes`` 2 episodes of 2,048 ``val``
-bars (RLlib runs one per vector sub-env, so 4 with 4 envs); a checkpoint at
-every validation.
+Variants, on ``--presets`` (``simple_markets`` and ``complex_regimes``: their
+default synthetic files, train split) and ``--seeds`` (0 1 2):
 
-Without ``--iterations`` the per-run budget is calibrated first: one MAPPO
-algorithm built directly (same session) is timed over ``--calibrate-iters``
-iterations, one validation, a checkpoint and a test evaluation, and the
-iterations are chosen so all runs fit in ``--budget-minutes`` of wall time.
-Each run's CPU time is the trial process's own (``getrusage``, via a callback
-added here).
+* ``rule``: the rule baseline, with buy-and-hold and flat (no training; once
+  per preset);
+* ``clone``: the cloned actors before fine-tuning (``algospace pretrain``,
+  rule teacher, the recipe's settings, the run's seed);
+* ``mappo`` / ``ippo``: MAPPO / independent PPO from scratch (no warm start,
+  no teacher term, no critic warm-up);
+* ``warm_mappo`` / ``warm_ippo``: the recipe: that seed's clone, then
+  fine-tuning (critic warm-up, decaying KL to the clone);
+* ``default``: ``algospace train`` with no arguments (the default recipe with
+  its own iterations; ``--default-seeds``);
+* ``canary``: MAPPO from scratch with the test-only look-ahead feature
+  (``env.leak_future_bars``), ``--canary-iterations``.
 
-All runs share one Ray session (Tune trials one after the other). Raw results
-go to ``--out`` (JSON, rewritten after every run); ``--report FILE`` prints the
-tables of such a file again without running anything.
-User target on simple_markets: test Sharpe > 1.2, max drawdown < 15%, win rate > 52%.
+Every trained run but ``default`` gets the same budget: ``--iterations``
+training iterations of 16,384 env steps (100: 1.6 million steps, about 5
+minutes on this 2-core machine when it is quiet; a count of steps, not of
+seconds, so a busy machine changes the wall time, not the result), the
+settings of ``tune_configs/mappo.yaml`` otherwise. The checkpoint evaluated is the run's best by its validation score
+(val split; test bars are never seen before this evaluation). Each team is
+then run greedily once on the whole test split and on ``--fresh`` fresh
+markets (new seeds of the same preset, start to end, never a training seed):
+Sharpe from daily returns and per bar with block-bootstrap 95% intervals, max
+drawdown, win rate, consensus, trades and turnover (trades per 1,000 bars),
+beside the baselines on the same bars (the ``rule`` run holds them).
+
+Each run writes its raw result to ``--out-dir/<preset>-<variant>-s<seed>.json``
+when it finishes; a restart skips runs whose file exists, so the benchmark can
+span several sittings. ``--report`` prints the tables of what is there.
 """
 from __future__ import annotations
 
 import argparse
-import glob
 import json
 import math
 import os
 import platform
 import statistics
+import subprocess
+import sys
 import time
 from pathlib import Path
 
-METRICS = ("sharpe", "max_drawdown", "win_rate", "total_return", "trades", "consensus_rate", "exposure", "profit_factor")
-POLICIES = ("team", "buy_and_hold", "flat", "rule")
-TARGET = {"sharpe": 1.2, "max_drawdown": 0.15, "win_rate": 0.52}
+VARIANTS = ("rule", "clone", "warm_mappo", "mappo", "canary", "warm_ippo", "ippo", "default")  # run in this order
+TRAINED = ("warm_mappo", "mappo", "warm_ippo", "ippo", "canary")
+HEADLINE = ("sharpe_daily", "sharpe_daily_ci95", "sharpe_per_bar", "sharpe_per_bar_ci95", "max_drawdown", "win_rate", "consensus_rate", "trades", "total_return", "bars")
+SCRATCH = {"training.warm_start": None, "algorithm.teacher_kl_coeff": 0.0, "algorithm.critic_warmup_steps": 0}
 
 
-def overrides(args, preset: str, algo: str, seed: int, iterations: int, name: str) -> dict:
-    return {
-        "experiment.name": name,
-        "experiment.storage_path": args.storage,
-        "experiment.seed": seed,
-        "experiment.stop.training_iteration": iterations,
-        "experiment.stop.timesteps_total": None,
-        "experiment.stop.time_budget": None,
-        "experiment.checkpoint.every_iterations": args.eval_every,
-        "experiment.checkpoint.every_minutes": None,
-        "experiment.checkpoint.keep": 2,
-        "experiment.verbose": 1,
-        "data.preset": preset,
-        "algorithm.centralized_critic": algo == "mappo",
-        "algorithm.train_batch_size": args.train_batch,
-        "algorithm.minibatch_size": args.minibatch,
-        "algorithm.num_epochs": args.epochs,
-        "resources.num_env_runners": 0,
-        "resources.num_envs_per_env_runner": args.envs,
-        "resources.num_learners": 0,
-        "resources.num_gpus_per_learner": 0,
-        "evaluation.every_iterations": args.eval_every,
-        "evaluation.split": "val",
-        "evaluation.episodes": args.val_episodes,
-        "evaluation.episode_length": 2048,
-        "evaluation.full_split": False,
-    }
+def run_name(preset: str, variant: str, seed: int) -> str:
+    return f"{preset}-{variant}-s{seed}"
 
 
-def _install_cpu_clock() -> None:
-    """Wrap ``training.build_algorithm_config`` so every trial reports its own
-    process CPU time (``proc_cpu_s``, since the algorithm was built) and max RSS."""
-    from rllib_algospace import training
-
-    original = training.build_algorithm_config
-
-    def build(cfg, **kwargs):
-        config = original(cfg, **kwargs)
-        from ray.rllib.callbacks.callbacks import RLlibCallback
-
-        class CpuClock(RLlibCallback):
-            def on_algorithm_init(self, *, algorithm, **kw):
-                import resource
-
-                ru = resource.getrusage(resource.RUSAGE_SELF)
-                self._cpu0 = ru.ru_utime + ru.ru_stime
-
-            def on_train_result(self, *, algorithm, metrics_logger=None, result, **kw):
-                import resource
-
-                ru = resource.getrusage(resource.RUSAGE_SELF)
-                result["proc_cpu_s"] = ru.ru_utime + ru.ru_stime - getattr(self, "_cpu0", 0.0)
-                result["proc_maxrss_mb"] = ru.ru_maxrss / 1024
-
-        base = config.callbacks_class
-        config.callbacks((list(base) if isinstance(base, (list, tuple)) else [base]) + [CpuClock])
-        return config
-
-    training.build_algorithm_config = build
+def _atomic_json(path: Path, doc: dict) -> None:
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(doc, indent=1, default=float))
+    os.replace(tmp, path)
 
 
-def calibrate(args) -> dict:
-    """Time iterations, a validation, a checkpoint and a test evaluation of one
-    MAPPO algorithm (the same settings as the runs) in this Ray session."""
-    import tempfile
-
-    from rllib_algospace.config import load_config
-    from rllib_algospace.evaluate import evaluate_checkpoint
-    from rllib_algospace.training import build_algorithm_config
-
-    cfg = load_config(args.config, overrides(args, "simple_markets", "mappo", 0, 1, "calibration"))
-    algo = build_algorithm_config(cfg).build_algo()
-    try:
-        # fewer iterations than --eval-every: no validation inside train()
-        times = []
-        for _ in range(args.calibrate_iters):
-            t0 = time.perf_counter()
-            algo.train()
-            times.append(time.perf_counter() - t0)
-        t0 = time.perf_counter()
-        algo.evaluate()
-        val_s = time.perf_counter() - t0
-        with tempfile.TemporaryDirectory(dir="/tmp") as tmp:
-            t0 = time.perf_counter()
-            algo.save(tmp)
-            ckpt_s = time.perf_counter() - t0
-            t0 = time.perf_counter()
-            evaluate_checkpoint(tmp, split="test", out=os.path.join(tmp, "eval"))
-            test_s = time.perf_counter() - t0
-    finally:
-        algo.stop()
-    return {"iteration_s": times, "validation_s": val_s, "checkpoint_s": ckpt_s, "test_eval_s": test_s}
-
-
-def choose_iterations(args, cal: dict, runs: int) -> tuple[int, dict]:
-    it_s = max(statistics.mean(cal["iteration_s"][1:] or cal["iteration_s"]), min(cal["iteration_s"])) * args.safety
-    per_eval = cal["validation_s"] * args.safety + cal["checkpoint_s"]
-    fixed = args.trial_overhead_s + cal["test_eval_s"]
-    budget_per_run = args.budget_minutes * 60 / runs
-    # iterations n (a multiple of eval_every): fixed + n * it_s + n / eval_every * per_eval <= budget
-    n = (budget_per_run - fixed) / (it_s + per_eval / args.eval_every)
-    n = max(args.eval_every, int(n // args.eval_every) * args.eval_every)
-    est = fixed + n * it_s + n / args.eval_every * per_eval
-    return n, {"iteration_s_assumed": it_s, "per_validation_s_assumed": per_eval, "fixed_s_assumed": fixed, "budget_per_run_s": budget_per_run, "estimated_run_s": est}
-
-
-def progress_history(experiment_path: str) -> list[dict]:
-    rows = []
-    for path in glob.glob(os.path.join(experiment_path, "*", "progress.csv")):
-        import csv
-
-        with open(path) as fh:
-            for r in csv.DictReader(fh):
-                rows.append(r)
-    return rows
-
-
-def _f(x):
-    try:
-        v = float(x)
-    except (TypeError, ValueError):
-        return None
-    return v if math.isfinite(v) else None
-
-
-def one_run(args, preset: str, algo: str, seed: int, iterations: int) -> dict:
-    from rllib_algospace.config import load_config
-    from rllib_algospace.evaluate import evaluate_checkpoint
-    from rllib_algospace.training import train
-
-    name = f"{preset}-{algo}-s{seed}"
-    cfg = load_config(args.config, overrides(args, preset, algo, seed, iterations, name))
-    t0 = time.perf_counter()
-    outcome = train(cfg)
-    train_wall = time.perf_counter() - t0
-    m = outcome.metrics
-    history = progress_history(outcome.experiment_path)
-    evals = []
-    for r in history:
-        it = int(float(r.get("training_iteration", 0) or 0))
-        if it and it % args.eval_every == 0:
-            evals.append({"iteration": it, "val_sharpe": _f(r.get("val_sharpe")), "val_total_return": _f(r.get("val_total_return")),
-                          "train_sharpe": _f(r.get("env_runners/sharpe")), "train_return_mean": _f(r.get("env_runners/episode_return_mean"))})
-    run = {
-        "preset": preset, "algorithm": algo, "seed": seed, "iterations": outcome.iterations,
-        "env_steps": int(m.get("num_env_steps_sampled_lifetime", outcome.iterations * args.train_batch)),
-        "train_wall_s": round(train_wall, 1), "trial_time_total_s": _f(m.get("time_total_s")),
-        "trial_cpu_s": _f(m.get("proc_cpu_s")), "trial_maxrss_mb": _f(m.get("proc_maxrss_mb")),
-        "error": outcome.error, "best_checkpoint": outcome.best_checkpoint, "validation": evals,
-    }
-    if outcome.best_checkpoint:
-        try:
-            from rllib_algospace.team_policy import checkpoint_metadata, find_checkpoint
-
-            run["best_checkpoint_iteration"] = checkpoint_metadata(find_checkpoint(outcome.best_checkpoint)).get("training_iteration")
-        except Exception:
-            pass
-        t0 = time.perf_counter()
-        ev = evaluate_checkpoint(outcome.best_checkpoint, split="test")
-        run["test_eval_s"] = round(time.perf_counter() - t0, 1)
-        run["test"] = {p: {k: _f(ev["results"][p].get(k)) for k in METRICS} for p in POLICIES if p in ev["results"]}
-        run["test_bars"] = ev["results"]["team"].get("bars")
-    return run
-
-
-def meets_target(t: dict) -> bool:
-    return (t.get("sharpe") or -1e9) > TARGET["sharpe"] and (t.get("max_drawdown") if t.get("max_drawdown") is not None else 1e9) < TARGET["max_drawdown"] and (t.get("win_rate") or 0) > TARGET["win_rate"]
-
-
-def summarize(runs: list[dict]) -> dict:
-    out = {}
-    for preset in dict.fromkeys(r["preset"] for r in runs):
-        out[preset] = {}
-        for algo in dict.fromkeys(r["algorithm"] for r in runs):
-            rs = [r for r in runs if r["preset"] == preset and r["algorithm"] == algo and "test" in r]
-            if not rs:
-                continue
-            agg = {}
-            for k in METRICS:
-                vals = [r["test"]["team"][k] for r in rs if r["test"]["team"].get(k) is not None]
-                agg[k] = {"mean": statistics.mean(vals) if vals else None, "std": statistics.stdev(vals) if len(vals) > 1 else 0.0 if vals else None, "n": len(vals)}
-            agg["runs_meeting_target"] = sum(meets_target(r["test"]["team"]) for r in rs)
-            agg["mean_meets_target"] = meets_target({k: agg[k]["mean"] for k in ("sharpe", "max_drawdown", "win_rate")})
-            out[preset][algo] = agg
-        base = next((r["test"] for r in runs if r["preset"] == preset and "test" in r), None)
-        if base:
-            out[preset]["baselines"] = {p: base[p] for p in POLICIES[1:] if p in base}
+def _headline(metrics: dict) -> dict:
+    out = {k: metrics.get(k) for k in HEADLINE}
+    bars = metrics.get("bars") or 0
+    out["turnover_per_1000"] = 1000.0 * metrics.get("trades", 0) / bars if bars else None
     return out
 
 
+def evaluate_team(policy, data: str, fresh: int, *, baselines: bool = False) -> dict:
+    """Test split (whole) and fresh markets of the team (and baselines)."""
+    from rllib_algospace.evaluation import run_policy
+    from rllib_algospace.evaluation.fresh import CONSENSUS_POLICIES, evaluate_fresh_markets, run_series_metrics
+    from rllib_algospace.policies import RuleTeamPolicy, buy_and_hold_policy, flat_policy
+
+    policies = {"team": policy}
+    if baselines:
+        policies = {"rule": RuleTeamPolicy(), "buy_and_hold": buy_and_hold_policy, "flat": flat_policy}
+    test = {}
+    for name, p in policies.items():
+        run = run_policy(p, data=data, split="test", full_split=True)
+        test[name] = _headline(run_series_metrics(run, with_consensus=name in CONSENSUS_POLICIES or name == "team"))
+    out = {"test": test, "fresh": {}}
+    if fresh:
+        if baselines:
+            # the team slot holds the rule; buy-and-hold and flat come with it
+            found = evaluate_fresh_markets(policies["rule"], env_config={"data": data}, n=fresh, progress=lambda m: None)
+            pooled = found["pooled"]
+            out["fresh"] = {"rule": _headline(pooled["team"]), "buy_and_hold": _headline(pooled["buy_and_hold"]), "flat": _headline(pooled["flat"])}
+            out["fresh_per_market_sharpe_daily"] = {"rule": [m["results"]["team"]["sharpe_daily"] for m in found["markets"]], "buy_and_hold": [m["results"]["buy_and_hold"]["sharpe_daily"] for m in found["markets"]]}
+        else:
+            found = evaluate_fresh_markets(policy, env_config={"data": data}, n=fresh, baselines=False, progress=lambda m: None)
+            out["fresh"] = {"team": _headline(found["pooled"]["team"])}
+            out["fresh_per_market_sharpe_daily"] = {"team": [m["results"]["team"]["sharpe_daily"] for m in found["markets"]]}
+            out["targets_met"] = found["targets_met"]
+        out["fresh_seeds"] = found["seeds"]
+    return out
+
+
+def overrides_for(args, preset: str, variant: str, seed: int, storage: str) -> dict:
+    o = {
+        "experiment.name": run_name(preset, variant, seed),
+        "experiment.storage_path": storage,
+        "experiment.seed": seed,
+        "experiment.verbose": 1,
+        "data.preset": preset,
+    }
+    if variant != "default":
+        o.update({
+            "experiment.stop.training_iteration": args.canary_iterations if variant == "canary" else args.iterations,
+            "experiment.stop.timesteps_total": None,
+            "experiment.stop.time_budget": None,
+            "experiment.checkpoint.every_minutes": None,
+        })
+    if variant in ("mappo", "ippo", "canary"):
+        o.update(SCRATCH)
+    if variant in ("ippo", "warm_ippo"):
+        o["algorithm.centralized_critic"] = False
+    if variant == "canary":
+        o["env.leak_future_bars"] = args.canary_leak_bars
+    return o
+
+
+def clone_file(args, preset: str, seed: int) -> Path:
+    return Path(args.storage) / f"clone-{preset}-s{seed}.pt"
+
+
+def make_clone(args, preset: str, seed: int) -> tuple[Path, dict]:
+    from rllib_algospace.config import load_config
+    from rllib_algospace.teacher import load_warm_start
+    from rllib_algospace.training import dataset_path, prepare_warm_start
+
+    path = clone_file(args, preset, seed)
+    if not path.is_file():
+        cfg = load_config(None, {"data.preset": preset, "experiment.seed": seed, "training.warm_start": "rule"})
+        prepare_warm_start(cfg, dataset_path(cfg), out=str(path))
+    return path, load_warm_start(path)["meta"]
+
+
+def one_run(args, preset: str, variant: str, seed: int) -> dict:
+    from rllib_algospace.config import load_config
+    from rllib_algospace.team_policy import ModuleTeamPolicy, checkpoint_metadata, find_checkpoint
+    from rllib_algospace.training import dataset_path, train
+
+    cfg = load_config(None, {"data.preset": preset, "experiment.seed": seed})
+    data = dataset_path(cfg)
+    doc = {"preset": preset, "variant": variant, "seed": seed, "data": data}
+    t0 = time.perf_counter()
+    if variant == "rule":
+        doc.update(evaluate_team(None, data, args.fresh, baselines=True))
+        doc["seed"] = None
+    elif variant == "clone":
+        path, meta = make_clone(args, preset, seed)
+        doc["pretrain"] = {k: meta.get(k) for k in ("teacher", "steps", "epochs", "val_agreement", "seconds")}
+        doc.update(evaluate_team(ModuleTeamPolicy.from_warm_start(path), data, args.fresh))
+    else:
+        o = overrides_for(args, preset, variant, seed, args.storage)
+        if variant.startswith("warm_"):
+            o["training.warm_start"] = str(make_clone(args, preset, seed)[0])
+        cfg = load_config(None, o)
+        from rllib_algospace.training import clear_experiment, experiment_exists
+
+        if experiment_exists(cfg):
+            clear_experiment(cfg)  # an unfinished attempt: start the run again
+        t_train = time.perf_counter()
+        outcome = train(cfg)
+        doc["train"] = {
+            "overrides": {k: v for k, v in o.items() if not k.startswith("experiment.name")},
+            "wall_s": round(time.perf_counter() - t_train, 1),
+            "iterations": outcome.iterations,
+            "env_steps": int(outcome.metrics.get("num_env_steps_sampled_lifetime", 0) or 0),
+            "error": outcome.error,
+            "best_checkpoint": outcome.best_checkpoint,
+        }
+        if outcome.best_checkpoint is None:
+            raise RuntimeError(f"{variant}: no checkpoint ({outcome.error})")
+        doc["train"]["best_iteration"] = checkpoint_metadata(find_checkpoint(outcome.best_checkpoint)).get("training_iteration")
+        doc.update(evaluate_team(ModuleTeamPolicy.from_checkpoint(outcome.best_checkpoint), data, args.fresh))
+    doc["wall_s"] = round(time.perf_counter() - t0, 1)
+    return doc
+
+
+# -- report ---------------------------------------------------------------------------------
+def _f(x, fmt="{:+.2f}"):
+    return "n/a" if x is None or (isinstance(x, float) and math.isnan(x)) else fmt.format(x)
+
+
 def _pct(x):
-    return "n/a" if x is None else f"{x:.1%}"
+    return _f(x, "{:.1%}")
 
 
-def _num(x, fmt="{:+.2f}"):
-    return "n/a" if x is None else fmt.format(x)
+def _ci(m):
+    lo, hi = m.get("sharpe_daily_ci95") or (None, None)
+    return f"{_f(m.get('sharpe_daily'))} [{_f(lo)}, {_f(hi)}]"
 
 
-def print_tables(runs: list[dict], summary: dict) -> None:
-    print("\n| preset | algorithm | seed | best ckpt iter | test Sharpe | max DD | win rate | return | trades | consensus |")
-    print("|---|---|---|---|---|---|---|---|---|---|")
+def load_runs(out_dir: Path) -> list[dict]:
+    return [json.loads(p.read_text()) for p in sorted(out_dir.glob("*.json")) if not p.name.startswith("_")]
+
+
+def report(out_dir: Path) -> str:
+    runs = load_runs(out_dir)
+    lines = []
+    for where in ("fresh", "test"):
+        lines.append(f"\n{where}: " + ("pooled over the fresh markets" if where == "fresh" else "the whole test split of the training file"))
+        lines.append("| preset | variant | seed | Sharpe daily [95% CI] | Sharpe/bar | max DD | win rate | consensus | trades | turnover /1000 bars |")
+        lines.append("|---|---|---|---|---|---|---|---|---|---|")
+        for r in runs:
+            for name, m in r.get(where, {}).items():
+                label = r["variant"] if name == "team" else name
+                lines.append(f"| {r['preset']} | {label} | {'-' if r['seed'] is None else r['seed']} | {_ci(m)} | {_f(m.get('sharpe_per_bar'))} | {_pct(m.get('max_drawdown'))} | "
+                             f"{_pct(m.get('win_rate'))} | {_pct(m.get('consensus_rate'))} | {m.get('trades')} | {_f(m.get('turnover_per_1000'), '{:.2f}')} |")
+    lines.append("\nmean over seeds (fresh-market Sharpe daily; per-seed values)")
+    lines.append("| preset | variant | runs | mean Sharpe daily | per seed | seeds meeting all targets |")
+    lines.append("|---|---|---|---|---|---|")
+    groups: dict = {}
     for r in runs:
-        t = r.get("test", {}).get("team")
-        if not t:
-            print(f"| {r['preset']} | {r['algorithm']} | {r['seed']} | - | failed: {r.get('error')} |")
+        if r["variant"] == "rule" or "team" not in r.get("fresh", {}):
             continue
-        print(f"| {r['preset']} | {r['algorithm']} | {r['seed']} | {r.get('best_checkpoint_iteration', '?')} | {_num(t['sharpe'])} | {_pct(t['max_drawdown'])} | "
-              f"{_pct(t['win_rate'])} | {_pct(t['total_return'])} | {_num(t['trades'], '{:.0f}')} | {_pct(t['consensus_rate'])} |")
-    print("\n| preset | policy | test Sharpe | max DD | win rate | return | trades | runs meeting target |")
-    print("|---|---|---|---|---|---|---|---|")
-    for preset, d in summary.items():
-        for algo, a in d.items():
-            if algo == "baselines":
-                continue
-            n = a["sharpe"]["n"]
-            # win rate is undefined for a run without trades: its mean is over the runs that traded
-            ms = lambda k, f: (f"{f(a[k]['mean'])} ± {f(a[k]['std']).lstrip('+')}" + (f" (n={a[k]['n']})" if a[k]["n"] != n else "")) if a[k]["mean"] is not None else "n/a (no trades)"
-            print(f"| {preset} | {algo} (mean ± std, n={a['sharpe']['n']}) | {ms('sharpe', _num)} | {ms('max_drawdown', _pct)} | {ms('win_rate', _pct)} | "
-                  f"{ms('total_return', _pct)} | {ms('trades', lambda x: _num(x, '{:.0f}'))} | {a['runs_meeting_target']}/{a['sharpe']['n']} |")
-        for p, t in d.get("baselines", {}).items():
-            print(f"| {preset} | {p} | {_num(t['sharpe'])} | {_pct(t['max_drawdown'])} | {_pct(t['win_rate'])} | {_pct(t['total_return'])} | {_num(t['trades'], '{:.0f}')} | - |")
+        groups.setdefault((r["preset"], r["variant"]), []).append(r)
+    for (preset, variant), rs in sorted(groups.items()):
+        vals = [r["fresh"]["team"]["sharpe_daily"] for r in rs]
+        met = sum(all(r.get("targets_met", {}).values()) and r["fresh"]["team"]["sharpe_daily_ci95"][0] > 0 for r in rs)
+        lines.append(f"| {preset} | {variant} | {len(rs)} | {_f(statistics.fmean(vals))} | {', '.join(_f(v) for v in vals)} | {met}/{len(rs)} |")
+    for r in runs:
+        if r.get("train"):
+            t = r["train"]
+            lines.append(f"- {r['preset']} {r['variant']} s{r['seed']}: {t['iterations']} iterations, {t['env_steps']:,} env steps in {t['wall_s']:.0f} s; best checkpoint iteration {t.get('best_iteration')}")
+    return "\n".join(lines)
 
 
-def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--out-dir", default="benchmarks/results/mappo_learning")
     p.add_argument("--presets", nargs="+", default=["simple_markets", "complex_regimes"])
-    p.add_argument("--algos", nargs="+", default=["mappo", "ppo"], choices=["mappo", "ppo"])
+    p.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=VARIANTS)
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
-    p.add_argument("--iterations", type=int, default=None, help="per run (default: calibrated to --budget-minutes)")
-    p.add_argument("--budget-minutes", type=float, default=40.0, help="wall time for all runs together")
-    p.add_argument("--train-batch", type=int, default=2000)
-    p.add_argument("--minibatch", type=int, default=256)
-    p.add_argument("--epochs", type=int, default=5)
-    p.add_argument("--envs", type=int, default=4)
-    p.add_argument("--eval-every", type=int, default=4)
-    p.add_argument("--val-episodes", type=int, default=2)
-    p.add_argument("--calibrate-iters", type=int, default=3)
-    p.add_argument("--safety", type=float, default=1.15, help="factor on measured times when calibrating")
-    p.add_argument("--trial-overhead-s", type=float, default=15.0, help="Tune start/stop per run, assumed")
-    p.add_argument("--config", default="tune_configs/mappo.yaml")
-    p.add_argument("--storage", default=f"/tmp/mappo_learning/{time.strftime('%Y%m%d-%H%M%S')}")
-    p.add_argument("--out", default="benchmarks/results/mappo_learning.json")
-    p.add_argument("--report", default=None, metavar="JSON", help="only print the tables of a results file written before")
-    args = p.parse_args()
+    p.add_argument("--default-seeds", nargs="+", type=int, default=[0, 1, 2])
+    p.add_argument("--iterations", type=int, default=100, help="training iterations per run (16,384 env steps each)")
+    p.add_argument("--canary-iterations", type=int, default=40)
+    p.add_argument("--canary-leak-bars", type=int, default=6)
+    p.add_argument("--fresh", type=int, default=5, help="fresh markets per evaluation")
+    p.add_argument("--storage", default="/tmp/algospace_learning", help="experiments and clones (not part of the results)")
+    p.add_argument("--report", action="store_true", help="print the tables of the results in --out-dir and stop")
+    args = p.parse_args(argv)
+    out_dir = Path(args.out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
     if args.report:
-        with open(args.report) as fh:
-            saved = json.load(fh)
-        print_tables(saved["runs"], saved["summary"])
-        print(json.dumps({k: saved.get(k) for k in ("per_run_budget", "simple_markets_target", "elapsed_s")}))
-        return
-    args.calibrate_iters = min(args.calibrate_iters, args.eval_every - 1) if args.eval_every > 1 else args.calibrate_iters
-
-    import ray
+        print(report(out_dir))
+        return 0
     import torch
 
-    torch.set_num_threads(1)  # calibrate as a Tune trial runs (Ray starts it with OMP_NUM_THREADS=1)
-    started = time.perf_counter()
-    _install_cpu_clock()
-    runs_plan = [(preset, algo, seed) for seed in args.seeds for preset in args.presets for algo in args.algos]
-    ray.init(include_dashboard=False, log_to_driver=False, configure_logging=False, num_cpus=os.cpu_count())
-    runs: list[dict] = []
-    out = {"benchmark": "mappo_learning", "args": vars(args),
-           "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "python": platform.python_version(), "torch": torch.__version__, "ray": ray.__version__}}
+    import ray
+
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
+    machine = {"platform": platform.platform(), "cpus": os.cpu_count(), "python": platform.python_version(), "torch": torch.__version__, "ray": ray.__version__, "commit": commit}
+    _atomic_json(out_dir / "_settings.json", {"command": " ".join([sys.executable.split("/")[-1], *sys.argv]), "args": vars(args), "machine": machine})
+    plan = []
+    for variant in [v for v in VARIANTS if v in args.variants]:
+        for preset in args.presets:
+            if variant == "rule":
+                plan.append((preset, variant, 0))
+            elif variant == "default":
+                plan += [(preset, variant, s) for s in args.default_seeds] if preset == "simple_markets" else []
+            elif variant == "canary":
+                plan += [(preset, variant, args.seeds[0])] if preset == "simple_markets" else []
+            else:
+                plan += [(preset, variant, s) for s in args.seeds]
+    ray.init(include_dashboard=False, log_to_driver=False, configure_logging=False)
     try:
-        cal = None
-        iterations = args.iterations
-        if iterations is None:
-            cal = calibrate(args)
-            iterations, plan = choose_iterations(args, cal, len(runs_plan))
-            out["calibration"] = {**cal, **plan}
-            print(f"calibration: {json.dumps(out['calibration'])}", flush=True)
-        out["per_run_budget"] = {"iterations": iterations, "env_steps": iterations * args.train_batch, "validations": iterations // args.eval_every}
-        print(f"per-run budget: {iterations} iterations = {iterations * args.train_batch:,} env steps; {len(runs_plan)} runs", flush=True)
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        for preset, algo, seed in runs_plan:
-            t0 = time.perf_counter()
-            run = one_run(args, preset, algo, seed, iterations)
-            run["run_wall_s"] = round(time.perf_counter() - t0, 1)
-            runs.append(run)
-            t = run.get("test", {}).get("team", {})
-            print(f"== {preset} {algo} seed {seed}: {run['iterations']} it, {run['env_steps']:,} steps, {run['run_wall_s']:.0f} s wall, "
-                  f"{(run['trial_cpu_s'] or 0) / 60:.1f} CPU-min; best ckpt it {run.get('best_checkpoint_iteration')}; test Sharpe {_num(t.get('sharpe'))}, "
-                  f"max DD {_pct(t.get('max_drawdown'))}, win {_pct(t.get('win_rate'))}, return {_pct(t.get('total_return'))}, trades {t.get('trades')}", flush=True)
-            out["runs"] = runs
-            out["summary"] = summarize(runs)
-            out["elapsed_s"] = round(time.perf_counter() - started, 1)
-            with open(args.out, "w") as fh:
-                json.dump(out, fh, indent=1)
+        for i, (preset, variant, seed) in enumerate(plan):
+            target = out_dir / f"{run_name(preset, variant, seed)}.json"
+            if target.exists():
+                print(f"[{i + 1}/{len(plan)}] {target.name}: done before, skipped", flush=True)
+                continue
+            print(f"[{i + 1}/{len(plan)}] {preset} {variant} seed {seed} ...", flush=True)
+            doc = one_run(args, preset, variant, seed)
+            doc["machine"] = machine
+            _atomic_json(target, doc)
+            m = doc.get("fresh", {}).get("team") or doc.get("fresh", {}).get("rule") or {}
+            print(f"[{i + 1}/{len(plan)}] {preset} {variant} seed {seed}: fresh Sharpe daily {_ci(m)}, max DD {_pct(m.get('max_drawdown'))}, "
+                  f"win {_pct(m.get('win_rate'))}, trades {m.get('trades')} ({doc['wall_s']:.0f} s)", flush=True)
     finally:
         ray.shutdown()
-
-    cpu = [r["trial_cpu_s"] for r in runs if r.get("trial_cpu_s")]
-    out["per_run_budget"]["trial_cpu_minutes_mean"] = statistics.mean(cpu) / 60 if cpu else None
-    out["per_run_budget"]["run_wall_minutes_mean"] = statistics.mean(r["run_wall_s"] for r in runs) / 60
-    sm = out["summary"].get("simple_markets", {})
-    out["simple_markets_target"] = {
-        "target": TARGET,
-        **{algo: {"mean_meets": sm[algo]["mean_meets_target"], "runs_meeting": sm[algo]["runs_meeting_target"]} for algo in args.algos if algo in sm},
-    }
-    with open(args.out, "w") as fh:
-        json.dump(out, fh, indent=1)
-    print_tables(runs, out["summary"])
-    b = out["per_run_budget"]
-    print(f"\nper run: {b['iterations']} iterations, {b['env_steps']:,} env steps, {b['trial_cpu_minutes_mean'] or float('nan'):.1f} CPU-minutes (trial process), "
-          f"{b['run_wall_minutes_mean']:.1f} wall-minutes with test evaluation; whole benchmark {out['elapsed_s'] / 60:.1f} min")
-    print(f"simple_markets target (Sharpe > 1.2, max DD < 15%, win rate > 52%): {json.dumps(out['simple_markets_target'])}")
-    print(json.dumps({k: out[k] for k in ("benchmark", "per_run_budget", "summary", "simple_markets_target", "elapsed_s")}))
+    print(report(out_dir))
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

@@ -85,6 +85,7 @@ def _train(args) -> int:
         "training.train_agents": args.train_agents,  # "structure,tactical": checked by the config
         "training.init_from": args.init_from,
         "training.frozen_policy": args.frozen_policy,
+        "training.warm_start": args.warm_start,
     }
     overrides.update({k: v for k, v in flags.items() if v is not None})
     if args.wandb:
@@ -115,6 +116,22 @@ def _train(args) -> int:
         print(format_comparison(report["results"]))
         print(format_intervals(report))
         print(f"report: {report['json']} and {report['png']}")
+    return 0
+
+
+def _pretrain(args) -> int:
+    from rllib_algospace.config import load_config
+
+    overrides = {k: v for k, v in {"data.path": args.data, "experiment.seed": args.seed, "training.warm_start_steps": args.steps, "training.warm_start_epochs": args.epochs}.items() if v is not None}
+    overrides["training.warm_start"] = args.teacher
+    cfg = load_config(args.config, overrides, check_files=True)
+    _refuse_existing(args.out, args.overwrite)
+    from rllib_algospace.training import dataset_path, prepare_warm_start
+
+    data_path = dataset_path(cfg)
+    print(f"data: {data_path}")
+    prepare_warm_start(cfg, data_path, out=args.out)
+    print(f"train with it: algospace train --warm-start {args.out}")
     return 0
 
 
@@ -275,7 +292,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--train-agents", default=None, metavar="AGENTS", help="comma list of the agents that train, e.g. structure,tactical; the others stay frozen (training.train_agents)")
     p.add_argument("--init-from", default=None, metavar="CHECKPOINT", help="start from this checkpoint's weights (or a trial/experiment folder: its newest checkpoint) (training.init_from)")
     p.add_argument("--frozen-policy", default=None, choices=("checkpoint", "rule"), help="how frozen agents act: their checkpoint weights, or the fixed rule policies (training.frozen_policy)")
+    p.add_argument("--warm-start", default=None, metavar="TEACHER_OR_FILE", help="clone rule or oracle into the actors first, or start from a file of `algospace pretrain` (training.warm_start)")
     p.set_defaults(func=_train)
+
+    p = commands.add_parser("pretrain", help="behaviour-clone a teacher (the rule baseline or a hindsight oracle) into the four actors on the train split")
+    p.add_argument("--teacher", default="rule", choices=("rule", "oracle"))
+    p.add_argument("--out", required=True, help="warm-start file to write (.pt)")
+    p.add_argument("--config", default=None, help="experiment YAML: its data, env, network shape and training.warm_start_* settings (default: tune_configs/mappo.yaml's)")
+    p.add_argument("--data", default=None, help="market file (default: the embedded synthetic data)")
+    p.add_argument("--steps", type=int, default=None, help="teacher-labelled train-split steps (training.warm_start_steps)")
+    p.add_argument("--epochs", type=int, default=None, help="passes of behaviour cloning (training.warm_start_epochs)")
+    p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--overwrite", action="store_true", help="replace an existing file at --out")
+    p.set_defaults(func=_pretrain)
 
     p = commands.add_parser("evaluate", help="evaluate a checkpoint against buy-and-hold, flat and a rule baseline")
     p.add_argument("checkpoint", help="checkpoint folder (or a trial/experiment folder: its newest checkpoint), or an ensemble.json (or the ensemble's folder)")

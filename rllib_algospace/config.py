@@ -348,6 +348,21 @@ def _check_name(name: str) -> str | None:
     return None
 
 
+TEACHER_NAMES = ("rule", "oracle")
+
+
+def _check_warm_start(value: str) -> str | None:
+    if value in TEACHER_NAMES:
+        return None
+    if is_uri(value):
+        return f"must be rule, oracle or a local warm-start file, got {_short(value)}"
+    if not value.endswith(".pt"):
+        near = difflib.get_close_matches(value, TEACHER_NAMES, n=1)
+        hint = f" (did you mean {near[0]}?)" if near else ""
+        return f"must be rule, oracle or a warm-start file (.pt, from `algospace pretrain`), got {_short(value)}{hint}"
+    return None
+
+
 def _check_local_file_name(path: str) -> str | None:
     if is_uri(path):
         return f"must be a local file (URIs are not supported), got {_short(path)}"
@@ -454,6 +469,9 @@ class AlgorithmConfig:
     activation: str = _opt("relu", Str(choices=ACTIVATIONS))
     value_normalization: bool = _opt(True, Bool())
     mixed_precision: bool = _opt(False, Bool())
+    critic_warmup_steps: int = _opt(163_840, Int(lo=0))  # env steps in which only the critic learns (with training.warm_start only)
+    teacher_kl_coeff: float = _opt(0.5, Float(lo=0))  # weight of KL(teacher || agent) per agent (ignored without training.warm_start)
+    teacher_kl_steps: int = _opt(2_000_000, Int(lo=0))  # env steps after the warm-up over which it falls to zero (0: constant)
 
     _aliases = {"lambda": "lambda_"}
 
@@ -585,10 +603,17 @@ class PerAgentConfig:
     train_agents: tuple[str, ...] | None = _opt(None, _AgentList())  # null: all agents train
     init_from: str | None = _opt(None, Str(optional=True, check=_check_local_file_name))  # checkpoint (or trial/experiment folder) to start from
     frozen_policy: str = _opt("checkpoint", Str(choices=FROZEN_POLICIES))  # how frozen agents act: checkpoint weights | rule_action
+    warm_start: str | None = _opt("rule", Str(optional=True, check=_check_warm_start))  # rule | oracle | a warm-start file; null: none (init_from, when set, replaces it)
+    warm_start_steps: int = _opt(200_000, Int(lo=1000))  # teacher-labelled train-split steps to clone
+    warm_start_epochs: int = _opt(4, Int(lo=1))  # passes of behaviour cloning over them
+    warm_start_explore: float = _opt(0.1, Float(lo=0, hi=1, hi_open=True))  # share of random executed actions while labelling
+    oracle_cost_multiple: float = _opt(10.0, Float(lo=0))  # the oracle pays this many times the env's costs per trade
 
     def __post_init__(self):
         if isinstance(self.init_from, str) and self.init_from.strip() and not is_uri(self.init_from):
             object.__setattr__(self, "init_from", _local_path(self.init_from))
+        if isinstance(self.warm_start, str) and self.warm_start not in TEACHER_NAMES and self.warm_start.strip():
+            object.__setattr__(self, "warm_start", _local_path(self.warm_start))
         if isinstance(self.train_agents, list):
             object.__setattr__(self, "train_agents", tuple(self.train_agents))
 
@@ -1108,6 +1133,10 @@ def quick_overrides() -> dict:
         "algorithm.num_epochs": 2,
         "algorithm.actor_hiddens": [32, 32],
         "algorithm.critic_hiddens": [32, 32],
+        "algorithm.critic_warmup_steps": 512,
+        "algorithm.teacher_kl_steps": 1024,
+        "training.warm_start_steps": 4000,
+        "training.warm_start_epochs": 1,
         "resources.num_env_runners": 0,
         "resources.num_envs_per_env_runner": 2,
         "evaluation.every_iterations": 1,

@@ -321,7 +321,10 @@ def member_algorithm_config(config: Mapping):
     train = TrainConfig.from_dict(spec["train_config"], source=spec.get("source", "<ensemble>"))
     member_cfg = train.with_overrides(member.overrides())
     resources = ResolvedResources(int(spec["num_env_runners"]), float(spec["num_gpus_per_learner"]), [], int(spec.get("num_cpus_for_main_process", 1)), int(spec.get("learner_threads", 0)))
-    return build_algorithm_config(member_cfg, data_path=spec["data_path"], resources=resources), member
+    from rllib_algospace.training import warm_start_for
+
+    warm_start = warm_start_for(member_cfg, spec["data_path"], spec["warm_start_dir"]) if spec.get("warm_start_dir") else None
+    return build_algorithm_config(member_cfg, data_path=spec["data_path"], resources=resources, warm_start=warm_start), member
 
 
 def _make_trainable() -> type:
@@ -438,6 +441,8 @@ def train_ensemble(spec: EnsembleSpec, *, resume: bool = False) -> EnsembleOutco
                 "source": cfg.source,
                 "members": [m.to_dict() for m in members],
                 "data_path": data_path,
+                # members clone their teacher here (one file per network shape and seed)
+                "warm_start_dir": os.path.dirname(training.warm_start_file(cfg)),
                 "num_env_runners": resources.num_env_runners,
                 "num_gpus_per_learner": resources.num_gpus_per_learner,
                 "num_cpus_for_main_process": resources.num_cpus_for_main_process,

@@ -389,6 +389,7 @@ def export_bundle(
 
     from envs.market.config import MarketEnvConfig
     from envs.market.env import ACTION_NAMES, AGENTS, CALL_OFFSETS, N_ACTIONS, PORTFOLIO_FEATURES
+    from envs.market.trading import TRADING_ACTIONS_SCHEMA
     from rllib_algospace.inference.policy import TRADING_KEYS
     from rllib_algospace.team_policy import checkpoint_metadata, load_team_modules
 
@@ -414,6 +415,8 @@ def export_bundle(
             raise ExportError(f"{m['checkpoint']}: agents {meta.get('agents')} differ from the env's {list(AGENTS)}")
         cfg = _env_config(meta)
         env_cfg = MarketEnvConfig.from_kwargs(**{k: v for k, v in cfg.items()}).to_dict()
+        if env_cfg.get("leak_future_bars"):
+            raise ExportError(f"{m['checkpoint']}: trained with env.leak_future_bars={env_cfg['leak_future_bars']} (the test-only look-ahead canary); such a team cannot trade live")
         m_trading = {k: env_cfg[k] for k in TRADING_KEYS}
         m_data = _data_path(cfg, str(data) if data else None)
         m_features, m_data_info = feature_settings(m_data)
@@ -524,6 +527,7 @@ def export_bundle(
             },
             "portfolio_features": list(PORTFOLIO_FEATURES),
             "action_names": {a: list(ACTION_NAMES[a]) for a in AGENTS},
+            "actions_schema": TRADING_ACTIONS_SCHEMA,
             "versions": _versions(),
             "parity": {"torchscript_max_abs_logit_diff": max_logit_diff, "sample_observations": int(len(sample["regime"]))},
             "quantization": quant,

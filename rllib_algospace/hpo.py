@@ -619,6 +619,8 @@ def decode_params(params: Mapping[str, Any], encoded_keys: Iterable[str]) -> dic
 
 
 def _trial_spec(hpo: HpoConfig, data_path: str, experiment: str, concurrent: int = 1) -> dict:
+    from rllib_algospace.training import warm_start_file
+
     base = hpo.base.to_dict()
     # each trial's resources (its learner's threads) are its share of the machine
     base["resources"]["max_concurrent_trials"] = max(1, int(concurrent))
@@ -629,6 +631,8 @@ def _trial_spec(hpo: HpoConfig, data_path: str, experiment: str, concurrent: int
         "keys": [d.key for d in hpo.search.space],
         "encoded": hpo.search.encoded_keys,
         "experiment": experiment,
+        # trials clone their teacher here (one file per network shape and seed)
+        "warm_start_dir": os.path.dirname(warm_start_file(hpo.base)),
     }
 
 
@@ -642,9 +646,12 @@ def trial_train_config(config: Mapping[str, Any]) -> TrainConfig:
 
 
 def _trial_algorithm_config(config: Mapping[str, Any]):
-    from rllib_algospace.training import build_algorithm_config
+    from rllib_algospace.training import build_algorithm_config, warm_start_for
 
-    return build_algorithm_config(trial_train_config(config), data_path=config[SPEC_KEY]["data_path"])
+    spec = config[SPEC_KEY]
+    cfg = trial_train_config(config)
+    warm_start = warm_start_for(cfg, spec["data_path"], spec["warm_start_dir"]) if spec.get("warm_start_dir") else None
+    return build_algorithm_config(cfg, data_path=spec["data_path"], warm_start=warm_start)
 
 
 def _make_trial_class():

@@ -13,10 +13,11 @@ start (the policies here are stateless and need none).
 Fixed policies
 --------------
 * :data:`flat_policy` never trades: regime ``trending`` (any call would do),
-  structure ``neutral``, tactical ``hold``, risk ``allow``.
-* :data:`buy_and_hold_policy` enters long at full strength with consensus on
-  the first step of an episode (structure ``strong_long`` + tactical
-  ``enter_long`` -> target exposure ``max_leverage``) and holds afterwards.
+  structure ``neutral``, tactical ``flat``, risk ``full``.
+* :data:`buy_and_hold_policy` is long at full strength with consensus on
+  every step (structure ``strong_long`` + tactical ``long`` -> target
+  exposure ``max_leverage``); the position opened at the second bar's open is
+  never resized, as exposure drifts less than the rebalance threshold.
 * :class:`RuleTeamPolicy` (instance :data:`rule_policy`) is a simple rule
   baseline built from four per-agent rules, each reading only its own agent's
   observation; see the class docstring. ``rule_action(agent, obs)`` exposes
@@ -43,13 +44,13 @@ from envs.features import (
 )
 from envs.market.env import AGENTS, N_ACTIONS, OBSERVED_CALLS, PORTFOLIO_FEATURES
 from envs.market.trading import (
-    ALLOW,
-    ENTER_LONG,
-    ENTER_SHORT,
-    EXIT,
+    FLAT,
+    FULL,
     HOLD,
+    LONG,
+    NONE,
     REGIME_ACTIONS,
-    RISK_EXIT,
+    SHORT,
     STRUCTURE_ACTIONS,
     STRUCTURE_VIEW,
 )
@@ -68,6 +69,7 @@ __all__ = [
     "newest_row",
     "last_call",
     "FLAT_ACTIONS",
+    "LONG_ACTIONS",
 ]
 
 Observations = Mapping[str, np.ndarray]
@@ -93,7 +95,7 @@ _STR = {name: j for j, name in enumerate(STRUCTURE_FEATURES)}
 _TAC = {name: j for j, name in enumerate(TACTICAL_FEATURES)}
 _PORT = {name: j for j, name in enumerate(PORTFOLIO_FEATURES)}
 TRENDING, RANGING, VOLATILE, TRANSITION = (REGIME_ACTIONS.index(n) for n in ("trending", "ranging", "volatile", "transition"))
-STRONG_SHORT, SHORT, NEUTRAL, LONG, STRONG_LONG = (STRUCTURE_ACTIONS.index(n) for n in ("strong_short", "short", "neutral", "long", "strong_long"))
+STRONG_SHORT, WEAK_SHORT, NEUTRAL, WEAK_LONG, STRONG_LONG = (STRUCTURE_ACTIONS.index(n) for n in ("strong_short", "short", "neutral", "long", "strong_long"))
 
 
 def _feature_size(agent: str) -> int:
@@ -127,34 +129,20 @@ def last_call(agent: str, of: str, obs: np.ndarray) -> int:
 
 
 # -- fixed policies -------------------------------------------------------------
-FLAT_ACTIONS: Actions = {"regime": TRENDING, "structure": NEUTRAL, "tactical": HOLD, "risk": ALLOW}
+FLAT_ACTIONS: Actions = {"regime": TRENDING, "structure": NEUTRAL, "tactical": FLAT, "risk": FULL}
+LONG_ACTIONS: Actions = {"regime": TRENDING, "structure": STRONG_LONG, "tactical": LONG, "risk": FULL}
 
 
 def flat_policy(observations: Observations) -> Actions:
-    """Never trades: structure neutral, tactical hold, risk allow (regime's
+    """Never trades: structure neutral, tactical flat, risk full (regime's
     call has no effect on the book; it says ``trending``)."""
     return {a: FLAT_ACTIONS[a] for a in observations}
 
 
 def buy_and_hold_policy(observations: Observations) -> Actions:
-    """Long at full strength from the first step, then hold.
-
-    Structure always calls ``strong_long``; tactical calls ``enter_long`` on
-    the first step of an episode (recognised statelessly: the structure call
-    in its observation is still all zeros) and ``hold`` afterwards, so the
-    position opened at the second bar's open (units = equity / open, target
-    exposure ``max_leverage``) is never resized. Risk allows.
-    """
-    actions: Actions = {}
-    for agent in observations:
-        if agent == "structure":
-            actions[agent] = STRONG_LONG
-        elif agent == "tactical":
-            first = last_call("tactical", "structure", observations[agent]) < 0
-            actions[agent] = ENTER_LONG if first else HOLD
-        else:
-            actions[agent] = FLAT_ACTIONS[agent]
-    return actions
+    """Long at full strength on every step: structure ``strong_long``,
+    tactical ``long``, risk ``full`` (target exposure ``max_leverage``)."""
+    return {a: LONG_ACTIONS[a] for a in observations}
 
 
 # -- the rule baseline ----------------------------------------------------------
@@ -189,17 +177,17 @@ class RuleTeamPolicy:
 
     Tactical (newest tactical row; structure's last call)
         With ``d`` the direction of structure's last call and ``m`` =
-        ``momentum_5``: ``enter`` in direction ``d`` when ``m * d >
-        enter_momentum`` (momentum agrees); ``exit`` when momentum turns
+        ``momentum_5``: ``long``/``short`` in direction ``d`` when ``m * d >
+        enter_momentum`` (momentum agrees); ``flat`` when momentum turns
         strongly against it (``m * d < -exit_momentum``); otherwise, and
         whenever structure has no view (neutral, or no call yet), ``hold``.
         (Exiting whenever structure turns neutral churned the book: twice
         the round trips and costs that ate the edge on the train splits.)
 
     Risk (portfolio state)
-        ``exit`` when the drawdown from the equity peak exceeds
+        ``none`` (no exposure) when the drawdown from the equity peak exceeds
         ``drawdown_limit`` (feature ``drawdown`` = 10 x drawdown), else
-        ``allow``. The drawdown only falls at a new equity peak, so this is
+        ``full``. The drawdown only falls at a new equity peak, so this is
         a kill switch for the rest of the episode.
     """
 
@@ -265,9 +253,9 @@ class RuleTeamPolicy:
         if regime == RANGING:
             value = row[_STR["nwrqk_value"]]
             if value > self.fade_value:
-                return SHORT
+                return WEAK_SHORT
             if value < -self.fade_value:
-                return LONG
+                return WEAK_LONG
             return NEUTRAL
         slope = row[_STR["nwrqk_slope"]]
         mlmi = row[_STR["mlmi_value"]]
@@ -278,8 +266,8 @@ class RuleTeamPolicy:
             return NEUTRAL
         strong = abs(slope) > self.strong_slope and mlmi * direction > self.mlmi_strong and regime == TRENDING
         if direction > 0:
-            return STRONG_LONG if strong else LONG
-        return STRONG_SHORT if strong else SHORT
+            return STRONG_LONG if strong else WEAK_LONG
+        return STRONG_SHORT if strong else WEAK_SHORT
 
     def tactical_rule(self, obs: np.ndarray) -> int:
         momentum = newest_row("tactical", obs)[_TAC["momentum_5"]]
@@ -288,14 +276,14 @@ class RuleTeamPolicy:
         if direction == 0:
             return HOLD
         if momentum * direction > self.enter_momentum:
-            return ENTER_LONG if direction > 0 else ENTER_SHORT
+            return LONG if direction > 0 else SHORT
         if momentum * direction < -self.exit_momentum:
-            return EXIT
+            return FLAT
         return HOLD
 
     def risk_rule(self, obs: np.ndarray) -> int:
         drawdown = obs[_PORT["drawdown"]] / 10.0
-        return RISK_EXIT if drawdown > self.drawdown_limit else ALLOW
+        return NONE if drawdown > self.drawdown_limit else FULL
 
 
 rule_policy = RuleTeamPolicy()

@@ -45,9 +45,10 @@ def require_format(meta: dict, where: str) -> None:
 
     found = meta.get("format")
     if found != CHECKPOINT_FORMAT:
+        old = " (its actions are the old operations, not target states)" if found == 2 else ""
         raise CheckpointError(
-            f"{where}: checkpoint schema {found!r} is not this version's schema {CHECKPOINT_FORMAT} "
-            "(one team module with per-agent actors); retrain it with this version"
+            f"{where}: checkpoint schema {found!r} is not this version's schema {CHECKPOINT_FORMAT}{old} "
+            "(one team module with per-agent actors whose actions are target states); retrain it with this version"
         )
 
 
@@ -90,6 +91,13 @@ class ModuleTeamPolicy:
     @classmethod
     def from_checkpoint(cls, checkpoint: str | os.PathLike) -> "ModuleTeamPolicy":
         return cls(load_team_modules(checkpoint))
+
+    @classmethod
+    def from_warm_start(cls, path: str | os.PathLike) -> "ModuleTeamPolicy":
+        """The cloned actors of a warm-start file (``algospace pretrain``)."""
+        from rllib_algospace.teacher import build_actors, load_warm_start
+
+        return cls(build_actors(load_warm_start(path)))
 
     def logits(self, observations: dict) -> dict[str, np.ndarray]:
         torch = self._torch

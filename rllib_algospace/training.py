@@ -23,6 +23,7 @@ AGENTS = ("regime", "structure", "tactical", "risk")
 # iterations' time: writing the checkpoint and shutting down must fit in it
 # (a tenth of the budget for budgets under ten minutes).
 BUDGET_SAFETY_S = 60.0
+WARM_START_FILE = "warm_start.pt"  # in the experiment folder
 
 
 @dataclass
@@ -101,10 +102,11 @@ def rllib_callbacks(cfg: TrainConfig) -> list:
     return callbacks
 
 
-def build_algorithm_config(cfg: TrainConfig, *, data_path: str | None = None, resources: ResolvedResources | None = None):
+def build_algorithm_config(cfg: TrainConfig, *, data_path: str | None = None, resources: ResolvedResources | None = None, warm_start: str | None = None):
     """The ``MAPPOConfig`` of a ``TrainConfig`` (independent PPO when
     ``algorithm.centralized_critic`` is false): the team env on RLlib's
-    single-agent env runner, one ``TeamModule``."""
+    single-agent env runner, one ``TeamModule``. ``warm_start``: the
+    warm-start file the actors start from (``prepare_warm_start``)."""
     from envs.market.team import STATE_INDEX, TEAM_LAYOUT, TeamMarketEnv
     from rllib_algospace.mappo import MAPPOConfig
     from rllib_algospace.rllib_env import register
@@ -147,7 +149,7 @@ def build_algorithm_config(cfg: TrainConfig, *, data_path: str | None = None, re
             # a local learner's CPUs are the main process's (RLlib asks Ray for the larger of the two)
             num_cpus_per_learner=resources.num_cpus_for_main_process if cfg.resources.num_learners == 0 else "auto",
         )
-        .rl_module(model_config={"hiddens": list(algo.actor_hiddens), "activation": algo.activation})
+        .rl_module(model_config={"hiddens": list(algo.actor_hiddens), "activation": algo.activation, **({"warm_start": warm_start} if warm_start else {})})
         .training(
             lr=algo.lr,
             gamma=algo.gamma,
@@ -171,6 +173,9 @@ def build_algorithm_config(cfg: TrainConfig, *, data_path: str | None = None, re
             critic_loss_coeff=algo.vf_loss_coeff,
             mappo_amp=amp,
             learner_threads=resources.learner_threads or None,
+            critic_warmup_steps=algo.critic_warmup_steps if warm_start else 0,
+            teacher_kl_coeff=algo.teacher_kl_coeff if warm_start else 0.0,
+            teacher_kl_steps=algo.teacher_kl_steps,
         )
         .callbacks(rllib_callbacks(cfg))
         .debugging(seed=cfg.experiment.seed)
@@ -198,6 +203,66 @@ def build_algorithm_config(cfg: TrainConfig, *, data_path: str | None = None, re
             evaluation_config=MAPPOConfig.overrides(env_config=eval_env, explore=False, num_envs_per_env_runner=1 if ev.full_split else max(1, min(ev.episodes, 16))),
         )
     return config
+
+
+def warm_start_file(cfg: TrainConfig) -> str:
+    """Where a run's warm start is written: in the experiment folder (a local
+    storage), else in the user's cache."""
+    if not cfg.experiment.storage_is_uri:
+        return os.path.join(experiment_path(cfg), WARM_START_FILE)
+    import hashlib
+
+    key = hashlib.sha256(experiment_path(cfg).encode()).hexdigest()[:12]
+    return os.path.join(os.path.expanduser("~/.cache/rllib-algospace/warm_start"), f"{cfg.experiment.name}-{key}.pt")
+
+
+def warm_start_for(cfg: TrainConfig, data_path: str, folder: str, *, progress=print) -> str | None:
+    """The warm start of one trial of a search or one ensemble member: a
+    clone per teacher, network shape and seed in ``folder``, made on first
+    use (trials that share a shape and seed share it); a given file as is."""
+    tr, algo = cfg.training, cfg.algorithm
+    if tr.warm_start is None or tr.init_from is not None or tr.warm_start not in ("rule", "oracle"):
+        return prepare_warm_start(cfg, data_path, progress=progress)
+    shape = "x".join(map(str, algo.actor_hiddens)) + f"-{algo.activation}"
+    out = os.path.join(folder, f"warm_start-{tr.warm_start}-{shape}-s{cfg.experiment.seed}.pt")
+    if not os.path.exists(out):
+        prepare_warm_start(cfg, data_path, out, progress=progress)
+    return out
+
+
+def prepare_warm_start(cfg: TrainConfig, data_path: str, out: str | None = None, *, progress=print) -> str | None:
+    """The warm-start file of ``training.warm_start``: a given file (checked
+    against this run's network shape), or a fresh behaviour clone of the rule
+    or oracle teacher on the train split written to ``out`` (default
+    ``warm_start_file(cfg)``); None without a warm start."""
+    from rllib_algospace.teacher import TEACHERS, load_warm_start, pretrain
+
+    tr, algo = cfg.training, cfg.algorithm
+    if tr.warm_start is None:
+        return None
+    if tr.init_from is not None:
+        progress(f"warm start: none (training.init_from {tr.init_from} gives the starting weights)")
+        return None
+    if tr.warm_start not in TEACHERS:
+        load_warm_start(tr.warm_start, hiddens=list(algo.actor_hiddens), activation=algo.activation)
+        progress(f"warm start: {tr.warm_start}")
+        return tr.warm_start
+    out = out or warm_start_file(cfg)
+    env_config = cfg.env_config(split="train", **({} if cfg.env.get("tasks") else {"data": data_path}))
+    pretrain(
+        env_config,
+        out,
+        teacher=tr.warm_start,
+        steps=tr.warm_start_steps,
+        epochs=tr.warm_start_epochs,
+        hiddens=list(algo.actor_hiddens),
+        activation=algo.activation,
+        explore=tr.warm_start_explore,
+        oracle_cost_multiple=tr.oracle_cost_multiple,
+        seed=cfg.experiment.seed,
+        progress=progress,
+    )
+    return out
 
 
 # -- driver-side Tune callbacks ------------------------------------------------
@@ -361,6 +426,7 @@ def train(cfg: TrainConfig, *, resume: bool = False) -> TrainOutcome:
 
         plan(cfg)  # a checkpoint that does not fit this run stops here, before Ray starts
     path = experiment_path(cfg)
+    warm_start = None if resume else prepare_warm_start(cfg, data_path)
     _SESSION["time_budget_s"] = cfg.experiment.stop.time_budget
     callbacks = [_make_progress_callback()]
     wandb_cb = _wandb_callback(cfg)
@@ -379,7 +445,7 @@ def train(cfg: TrainConfig, *, resume: bool = False) -> TrainOutcome:
     else:
         tuner = tune.Tuner(
             MAPPO,
-            param_space=build_algorithm_config(cfg, data_path=data_path, resources=resources),
+            param_space=build_algorithm_config(cfg, data_path=data_path, resources=resources, warm_start=warm_start),
             tune_config=tune.TuneConfig(trial_dirname_creator=_trial_dirname, max_concurrent_trials=cfg.resources.max_concurrent_trials),
             run_config=run_config(cfg, callbacks),
         )

@@ -13,6 +13,7 @@ TINY_TRAINING = {
     "algorithm.num_epochs": 1,
     "algorithm.actor_hiddens": [16],
     "algorithm.critic_hiddens": [16],
+    "algorithm.critic_warmup_steps": 128,  # the first iteration (warm start from the rule: the default)
     "resources.num_envs_per_env_runner": 2,
     "evaluation.episodes": 1,
     "evaluation.episode_length": 40,

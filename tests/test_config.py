@@ -423,3 +423,15 @@ def test_config_is_frozen():
     cfg = load_config()
     with pytest.raises(Exception):
         cfg.algorithm.lr = 1.0  # type: ignore[misc]
+
+
+def test_warm_start_settings():
+    cfg = load_config()
+    assert cfg.training.warm_start == "rule" and cfg.algorithm.teacher_kl_coeff > 0 and cfg.algorithm.critic_warmup_steps > 0
+    assert load_config(None, {"training.warm_start": "oracle"}).training.warm_start == "oracle"
+    assert load_config(None, {"training.warm_start": "runs/ws.pt"}).training.warm_start.endswith("/runs/ws.pt")
+    assert str(_error(None, {"training.warm_start": "rul"})) == (
+        "overrides: training.warm_start: must be rule, oracle or a warm-start file (.pt, from `algospace pretrain`), got 'rul' (did you mean rule?)"
+    )
+    scratch = load_config(None, {"training.warm_start": None})  # the teacher settings then do nothing
+    assert scratch.training.warm_start is None

@@ -54,7 +54,7 @@ def test_observations_inside_spaces_and_float32(market_file):
             assert env.observation_space(agent).contains(value), agent
         assert env.state_space.contains(env.state())
     sizes = {a: env.observation_space(a).shape[0] for a in AGENTS}
-    assert sizes == {"regime": 96 * 12, "structure": 48 * 8 + 4, "tactical": 60 * 7 + 4 + 5, "risk": 9 + 4 + 5 + 5}
+    assert sizes == {"regime": 96 * 12, "structure": 48 * 8 + 4, "tactical": 60 * 7 + 4 + 5, "risk": 9 + 4 + 5 + 4}
 
 
 def test_determinism_same_seed_same_episode(market_file):
@@ -92,6 +92,40 @@ def test_team_reward_is_equity_change_minus_drawdown_penalty(market_file):
     for _, rewards, infos in _random_episode(env, seed=4)[1:]:
         expected = infos["regime"]["step_pnl"] / env.config.initial_equity * env.config.reward_scale
         assert all(r == pytest.approx(expected) for r in rewards.values())
+
+
+def test_drawdown_penalty_only_beyond_the_limit(market_file):
+    kw = dict(data=market_file, episode_length=400, max_leverage=3.0, commission_bps=5.0)
+    free = algospace_market.parallel_env(drawdown_penalty=0.0, **kw)
+    taxed = algospace_market.parallel_env(drawdown_penalty=2.0, drawdown_limit=0.01, **kw)
+    beyond = 0
+    for (_, r_free, _), (_, r_taxed, infos) in zip(_random_episode(free, seed=3)[1:], _random_episode(taxed, seed=3)[1:]):
+        dd = infos["regime"]["drawdown"]
+        if dd <= 0.01:
+            assert r_taxed["regime"] == pytest.approx(r_free["regime"])  # within the limit: no penalty
+        else:
+            beyond += 1
+            assert r_taxed["regime"] <= r_free["regime"] + 1e-12
+    assert beyond > 0
+
+
+def test_differential_sharpe_reward(market_file):
+    eta = 0.01
+    env = algospace_market.parallel_env(data=market_file, episode_length=300, reward="dsr", dsr_eta=eta, drawdown_penalty=0.0)
+    a = b = 0.0
+    nonzero = 0
+    for _, rewards, infos in _random_episode(env, seed=5)[1:]:
+        info = infos["regime"]
+        r = info["step_pnl"] / (info["equity"] - info["step_pnl"])
+        var = b - a * a
+        expected = (b * (r - a) - 0.5 * a * (r * r - b)) / var**1.5 if var > 1e-18 else 0.0
+        expected = max(-10.0, min(10.0, expected))
+        a, b = a + eta * (r - a), b + eta * (r * r - b)
+        assert rewards["tactical"] == pytest.approx(expected, rel=1e-9, abs=1e-12)
+        nonzero += expected != 0.0
+    assert nonzero > 50
+    with pytest.raises(ValueError, match="reward"):
+        algospace_market.parallel_env(data=market_file, reward="sharpe")
 
 
 def test_shaping_mix_with_w_shared(market_file):
@@ -143,7 +177,7 @@ def test_render_text(market_file):
     env.reset(seed=0)
     env.step({"regime": 0, "structure": 4, "tactical": 1, "risk": 0})
     line = env.render()
-    assert "equity=" in line and "tactical=enter_long" in line
+    assert "equity=" in line and "tactical=long" in line
 
 
 def test_infos_carry_evaluation_fields(market_file):
@@ -169,3 +203,29 @@ def test_in_memory_and_streaming_agree(market_file):
     for (oa, _, _), (ob, _, _) in zip(a, b):
         for agent in oa:
             np.testing.assert_array_equal(oa[agent], ob[agent])
+
+
+def test_leak_canary_sees_the_future_only_when_switched_on(market_file):
+    """The test-only canary writes the coming return into tactical's newest
+    row; off (the default) the observation is the plain one."""
+    from envs.market.env import FEATURE_SIZES, TEAM_LAYOUT
+
+    col = TEAM_LAYOUT["tactical"][0] + FEATURE_SIZES["tactical"] - 7
+    plain = algospace_market.parallel_env(data=market_file, episode_length=0, random_start=False)
+    leaky = algospace_market.parallel_env(data=market_file, episode_length=0, random_start=False, leak_future_bars=4)
+    plain.reset(seed=0)
+    leaky.reset(seed=0)
+    leaked, future = [], []
+    for _ in range(400):
+        a, b = plain.team_observation(), leaky.team_observation()
+        assert np.array_equal(np.delete(a, col), np.delete(b, col))
+        t = leaky.bar_index
+        close = leaky.market.base("close")
+        leaked.append(b[col])
+        future.append(np.log(close.row(t + 4) / leaky.market.base("open").row(t + 1)))
+        action = {"regime": 0, "structure": 2, "tactical": 0, "risk": 0}
+        plain.step(action)
+        leaky.step(action)
+    assert np.corrcoef(leaked, future)[0, 1] > 0.9
+    with pytest.raises(ValueError, match="leak_future_bars"):
+        algospace_market.parallel_env(data=market_file, leak_future_bars=-1)

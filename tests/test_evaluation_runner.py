@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from envs.market.env import AGENTS, N_ACTIONS
-from envs.market.trading import ENTER_LONG, HOLD, REGIME_ACTIONS, STRUCTURE_ACTIONS
+from envs.market.trading import LONG, REGIME_ACTIONS, STRUCTURE_ACTIONS
 from rllib_algospace.evaluation import EvaluationRun, evaluate_with_baselines, run_policy, write_report
 from rllib_algospace.policies import (
     RandomTeamPolicy,
@@ -73,7 +73,7 @@ def test_buy_and_hold_matches_the_split_return_minus_costs(full_runs, file_array
     assert run.metrics["total_return"] == pytest.approx(close_to_close - SLIPPAGE - COMMISSION, abs=2e-3)
     assert run.metrics["costs"] == pytest.approx(run.meta["initial_equity"] * (SLIPPAGE + COMMISSION * (1 + SLIPPAGE)))
     assert run.metrics["exposure"] == 1.0 and run.metrics["trades"] == 0  # never closed
-    assert np.all(run.actions["tactical"][1:] == HOLD) and run.actions["tactical"][0] == ENTER_LONG
+    assert np.all(run.actions["tactical"] == LONG)
     assert run.metrics["consensus_rate"] == 1.0
 
 
@@ -200,19 +200,19 @@ def test_rules_per_agent(market):
     try:
         obs, _ = env.reset(seed=0)
         first = buy_and_hold_policy(obs)
-        assert first["structure"] == STRUCTURE_ACTIONS.index("strong_long") and first["tactical"] == ENTER_LONG
+        assert first["structure"] == STRUCTURE_ACTIONS.index("strong_long") and first["tactical"] == LONG
         for _ in range(20):
             team = rule_policy(obs)
             for agent in AGENTS:
                 assert team[agent] == rule_action(agent, obs[agent]) and 0 <= team[agent] < N_ACTIONS[agent]
             obs, *_ = env.step(team)
-        assert buy_and_hold_policy(obs)["tactical"] == HOLD
-        mixed = compose_policy({"tactical": lambda o: ENTER_LONG})(obs)
-        assert mixed["tactical"] == ENTER_LONG and mixed["regime"] == rule_action("regime", obs["regime"])
+        assert buy_and_hold_policy(obs)["tactical"] == LONG
+        mixed = compose_policy({"tactical": lambda o: LONG})(obs)
+        assert mixed["tactical"] == LONG and mixed["regime"] == rule_action("regime", obs["regime"])
     finally:
         env.close()
-    # the risk rule: exit beyond the drawdown limit, else allow
-    risk_obs = np.zeros(9 + 14, dtype=np.float32)
+    # the risk rule: no exposure beyond the drawdown limit, else full
+    risk_obs = np.zeros(9 + 4 + 5 + 4, dtype=np.float32)
     risk_obs[4] = 1.2  # drawdown feature = 10 x 12%
     assert rule_action("risk", risk_obs) == 2 and RuleTeamPolicy(drawdown_limit=0.15).risk_rule(risk_obs) == 0
     with pytest.raises(KeyError):

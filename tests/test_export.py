@@ -86,6 +86,25 @@ def test_checksums_catch_a_corrupt_byte(bundle, tmp_path):
         TeamPolicy.load(missing)
 
 
+def test_bundles_with_the_old_operation_actions_are_refused(bundle, tmp_path):
+    import hashlib
+
+    from rllib_algospace.inference import BundleError, TeamPolicy
+
+    path, _ = bundle
+    old = tmp_path / "old"
+    shutil.copytree(path, old)
+    manifest = json.loads((old / "manifest.json").read_text())
+    assert manifest["actions_schema"] == "target-state-v1"
+    del manifest["actions_schema"]  # bundles of the operation actions had none
+    raw = json.dumps(manifest).encode()
+    (old / "manifest.json").write_bytes(raw)
+    (old / "manifest.sha256").write_text(hashlib.sha256(raw).hexdigest() + "  manifest.json\n")
+    with pytest.raises(BundleError, match=r"schema 'operations-v0'.*'target-state-v1'") as err:
+        TeamPolicy.load(old)
+    assert "manifest.json" in str(err.value) and "\n" not in str(err.value)
+
+
 def test_torchscript_actors_give_the_rlmodules_logits(bundle, tiny_checkpoint, market_file):
     import torch
 

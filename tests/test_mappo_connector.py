@@ -316,9 +316,13 @@ def test_checkpoints_of_the_old_schema_are_refused(tmp_path):
     old = tmp_path / "checkpoint_000001"
     old.mkdir()
     (old / "algospace.json").write_text(json.dumps({"format": 1, "agents": list(AGENTS), "modules_dir": "learner_group/learner/rl_module"}))
-    with pytest.raises(CheckpointError, match=r"checkpoint schema 1 is not this version's schema 2") as info:
+    with pytest.raises(CheckpointError, match=r"checkpoint schema 1 is not this version's schema 3") as info:
         load_team_module(old)
     assert str(old) in str(info.value) and "\n" not in str(info.value)
+    # format 2: one team module, but the old operation actions (enter/exit/reduce, modify/block)
+    (old / "algospace.json").write_text(json.dumps({"format": 2, "agents": list(AGENTS), "module_dir": "learner_group/learner/rl_module/default_policy"}))
+    with pytest.raises(CheckpointError, match=r"schema 2 is not this version's schema 3 \(its actions are the old operations"):
+        load_team_module(old)
 
 
 @pytest.mark.parametrize(
@@ -347,3 +351,63 @@ def test_resources_never_ask_for_more_cores_than_the_machine(monkeypatch, cpus, 
     asked = res.num_cpus_for_main_process + res.num_env_runners * res.cpus_per_env_runner + cfg.resources.num_learners
     assert asked <= max(cpus, 1) + 1e-9 or cpus == 1
     assert not any(note.startswith("warning") for note in res.notes)
+
+
+def test_warm_start_critic_warmup_and_teacher_kl(market_file, tmp_path):
+    """The actors start as the clone; during the critic warm-up only the value
+    loss counts; afterwards PPO plus coeff * KL(teacher || agent) per agent,
+    the coefficient falling linearly to zero."""
+    from rllib_algospace.teacher import build_actors, load_warm_start, pretrain
+
+    ws = tmp_path / "ws.pt"
+    pretrain({"data": market_file, "episode_length": 256}, ws, teacher="rule", steps=1500, val_steps=300, epochs=1, hiddens=[32, 32], activation="relu", progress=lambda m: None)
+    algo_config, _, env = _learner(market_file, **{"algorithm.entropy_coeff": 0.0})
+    algo_config.rl_module(model_config={**algo_config.model_config, "warm_start": str(ws)})
+    algo_config.mappo(critic_warmup_steps=1000, teacher_kl_coeff=0.5, teacher_kl_steps=4000)
+    learner = algo_config.build_learner(env=env)
+    module = _module(learner)
+    teacher = build_actors(load_warm_start(ws))
+    obs = torch.as_tensor(np.stack([env.reset(seed=s)[0] for s in range(8)]))
+    for agent in AGENTS:
+        x = module.agent_obs(obs, agent)
+        torch.testing.assert_close(module.actors[agent](x), teacher[agent](x))
+    cfg = learner.config.get_config_for_module(MODULE)
+    assert [cfg.teacher_kl_coeff_at(s) for s in (1000, 3000, 5000, 9000)] == [0.5, 0.25, 0.0, 0.0]
+
+    with torch.no_grad():  # move the agents away from the teacher
+        for p in module.actors.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    n = len(obs)
+    logits = module._forward({Columns.OBS: obs})[Columns.ACTION_DIST_INPUTS]
+    batch = {
+        Columns.OBS: obs,
+        Columns.ACTIONS: torch.zeros((n, 4), dtype=torch.long),
+        Columns.ACTION_DIST_INPUTS: logits.detach(),
+        Columns.LOSS_MASK: torch.ones(n, dtype=torch.bool),
+        Postprocessing.ADVANTAGES: torch.ones((n, 4)),
+        Postprocessing.VALUE_TARGETS: torch.zeros((n, 4)),
+        OLD_VALUES_NORM: torch.zeros((n, 4)),
+    }
+    values = module.compute_values(batch).float()
+    fwd = {Columns.ACTION_DIST_INPUTS: logits, Columns.VF_PREDS: values}
+    from rllib_algospace.mappo.valuenorm import clipped_value_loss
+
+    value_loss = cfg.critic_loss_coeff * clipped_value_loss(values, batch[OLD_VALUES_NORM], batch[Postprocessing.VALUE_TARGETS], batch[Columns.LOSS_MASK], cfg.critic_value_clip)
+
+    learner.before_gradient_based_update(timesteps={"num_env_steps_sampled_lifetime": 1000})
+    warm = learner.compute_loss_for_module(module_id=MODULE, config=cfg, batch=batch, fwd_out=fwd)
+    torch.testing.assert_close(warm, value_loss)  # the critic alone
+
+    teacher_kl = 0.0
+    for agent, new_i in zip(module.agents, module.split_logits(logits)):
+        t = torch.distributions.Categorical(logits=teacher[agent](module.agent_obs(obs, agent)))
+        teacher_kl = teacher_kl + torch.distributions.kl_divergence(t, torch.distributions.Categorical(logits=new_i)).mean()
+    assert float(teacher_kl.detach()) > 1e-4
+    learner.before_gradient_based_update(timesteps={"num_env_steps_sampled_lifetime": 1000})
+    learner._lifetime_steps = 3000.0  # halfway through the decay: 0.25
+    loss = learner.compute_loss_for_module(module_id=MODULE, config=cfg, batch=batch, fwd_out=fwd)
+    ppo = -torch.ones(())  # ratio 1, advantage 1: -1 per agent, no clipping
+    torch.testing.assert_close(loss, 4 * ppo + 0.25 * teacher_kl + value_loss)
+    learner._lifetime_steps = 6000.0
+    late = learner.compute_loss_for_module(module_id=MODULE, config=cfg, batch=batch, fwd_out=fwd)
+    torch.testing.assert_close(late, 4 * ppo + value_loss)

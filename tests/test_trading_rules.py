@@ -1,12 +1,12 @@
-"""Joint-action rules (consensus, risk halve/flatten/block) and exact accounting."""
+"""Joint-action rules (target states: consensus, risk caps) and exact accounting."""
 import numpy as np
 import pytest
 
-from envs.market.trading import Account, target_exposure
+from envs.market.trading import RISK_ACTIONS, STRUCTURE_ACTIONS, TACTICAL_ACTIONS, Account, target_exposure
 
 # structure: 0 strong short, 1 short, 2 neutral, 3 long, 4 strong long
-# tactical:  0 hold, 1 enter long, 2 enter short, 3 exit, 4 reduce
-# risk:      0 allow, 1 modify (halve), 2 exit, 3 block new entries
+# tactical:  0 hold, 1 long, 2 short, 3 flat
+# risk:      0 full, 1 half (cap), 2 none (flat), 3 no new risk
 CASES = [
     # (exposure, structure, tactical, risk) -> (target, agreed)
     ((0.0, 4, 1, 0), (1.0, True)),  # consensus long, full strength
@@ -19,16 +19,17 @@ CASES = [
     ((0.5, 0, 1, 0), (0.5, False)),  # no consensus keeps the position
     ((0.5, 0, 2, 0), (-1.0, True)),  # consensus against the position reverses it
     ((0.5, 2, 0, 0), (0.5, False)),  # hold
-    ((0.5, 2, 3, 0), (0.0, False)),  # tactical exit
-    ((0.5, 2, 4, 0), (0.25, False)),  # tactical reduce halves
-    ((0.0, 4, 1, 1), (0.5, True)),  # risk modify halves the entry
-    ((0.8, 2, 0, 1), (0.4, False)),  # risk modify halves the held position
-    ((0.8, 4, 1, 2), (0.0, True)),  # risk exit flattens, even on consensus
-    ((0.0, 4, 1, 3), (0.0, True)),  # risk block refuses a new entry
-    ((0.5, 4, 1, 3), (0.5, True)),  # block refuses growing the position
-    ((0.5, 0, 2, 3), (0.5, True)),  # block refuses a reversal
-    ((0.5, 2, 3, 3), (0.0, False)),  # block still lets an exit through
-    ((-0.5, 2, 4, 3), (-0.25, False)),  # block still lets a reduction through
+    ((0.5, 2, 3, 0), (0.0, False)),  # tactical flat
+    ((0.0, 2, 3, 0), (0.0, False)),  # flat again: still flat
+    ((0.0, 4, 1, 1), (0.5, True)),  # risk half caps the entry
+    ((0.8, 2, 0, 1), (0.5, False)),  # risk half caps the held position ...
+    ((0.5, 2, 0, 1), (0.5, False)),  # ... once: repeating it keeps half
+    ((-0.8, 2, 0, 1), (-0.5, False)),  # caps shorts alike
+    ((0.8, 4, 1, 2), (0.0, True)),  # risk none flattens, even on consensus
+    ((0.0, 4, 1, 3), (0.0, True)),  # no new risk refuses a new entry
+    ((0.5, 4, 1, 3), (0.5, True)),  # no new risk refuses growing the position
+    ((0.5, 0, 2, 3), (0.5, True)),  # no new risk refuses a reversal
+    ((0.5, 2, 3, 3), (0.0, False)),  # no new risk still lets an exit through
     ((1.0, 3, 1, 3), (0.5, True)),  # consensus to a smaller size is not new risk
 ]
 
@@ -39,8 +40,21 @@ def test_joint_action_rules(inputs, expected):
     assert target_exposure(exposure, structure, tactical, risk) == expected
 
 
-def test_max_leverage_scales_entries():
+def test_max_leverage_scales_entries_and_caps():
     assert target_exposure(0.0, 4, 1, 0, max_leverage=2.0) == (2.0, True)
+    assert target_exposure(2.0, 2, 0, 1, max_leverage=2.0) == (1.0, False)
+
+
+@pytest.mark.parametrize("structure", range(len(STRUCTURE_ACTIONS)))
+@pytest.mark.parametrize("tactical", range(len(TACTICAL_ACTIONS)))
+@pytest.mark.parametrize("risk", range(len(RISK_ACTIONS)))
+def test_repeating_an_action_never_trades(structure, tactical, risk):
+    """Every action is a state: from any starting exposure, the target of a
+    joint action applied to its own result is that result again."""
+    for exposure in (-1.0, -0.5, -0.2, 0.0, 0.3, 0.5, 1.0):
+        first, _ = target_exposure(exposure, structure, tactical, risk)
+        again, _ = target_exposure(first, structure, tactical, risk)
+        assert again == first, (exposure, structure, tactical, risk)
 
 
 def test_round_trip_accounting_with_costs():

@@ -44,9 +44,9 @@ from envs.market.trading import (
     RISK_ACTIONS,
     STRUCTURE_ACTIONS,
     TACTICAL_ACTIONS,
-    ALLOW,
-    ENTER_LONG,
-    ENTER_SHORT,
+    FULL,
+    LONG,
+    SHORT,
     Account,
     target_exposure,
 )
@@ -83,6 +83,7 @@ EPISODE_STATS = (
 STATE_ROWS = {"regime": 4, "structure": 4, "tactical": 10}
 VOL_DECAY = 0.97  # EWMA of squared close-to-close log returns (about 33 bars)
 VOL_WARMUP_BARS = 32
+DSR_CLIP = 10.0
 
 # What each agent sees of the others' last calls, in this order: always the
 # agents before it, so each sees a prefix of the one-hot calls vector.
@@ -254,6 +255,7 @@ class AlgoSpaceMarketEnv(ParallelEnv):
         self._equity = cfg.initial_equity
         self._peak = cfg.initial_equity
         self._drawdown = 0.0
+        self._dsr_a = self._dsr_b = 0.0
         self._time_in_trade = 0
         self._last = {a: -1 for a in AGENTS}
         self._episode = dict.fromkeys(EPISODE_STATS, 0.0)
@@ -297,7 +299,7 @@ class AlgoSpaceMarketEnv(ParallelEnv):
         close_t = sp.close[t - sp.base_lo]
         exposure = account.units * close_t / self._equity
         target, agreed = target_exposure(exposure, act["structure"], act["tactical"], act["risk"], cfg.max_leverage)
-        entry = act["tactical"] in (ENTER_LONG, ENTER_SHORT)
+        entry = act["tactical"] in (LONG, SHORT)
         next_open = sp.open[t + 1 - sp.base_lo]
         units_before = account.units
         closed_before = account.closed_trades
@@ -323,12 +325,18 @@ class AlgoSpaceMarketEnv(ParallelEnv):
         self._peak = max(self._peak, equity)
         drawdown = 1.0 - equity / self._peak
         scale = cfg.reward_scale
-        team = step_pnl / cfg.initial_equity * scale - cfg.drawdown_penalty * max(0.0, drawdown - self._drawdown) * scale
+        step_return = step_pnl / (equity - step_pnl)
+        if cfg.reward == "dsr":
+            team = self._differential_sharpe(step_return) * scale / 100.0
+        else:
+            team = step_pnl / cfg.initial_equity * scale
+        # Only drawdown beyond the limit costs: a flat book is no shelter from a penalty on every dip.
+        excess = max(0.0, drawdown - cfg.drawdown_limit) - max(0.0, self._drawdown - cfg.drawdown_limit)
+        team -= cfg.drawdown_penalty * max(0.0, excess) * scale
         self._drawdown = drawdown
 
         label = sp.label[t - 1 - sp.base_lo]
         ep = self._episode
-        step_return = step_pnl / (equity - step_pnl)
         ep["ep_steps"] += 1
         ep["ep_return_sum"] += step_return
         ep["ep_return_sq_sum"] += step_return * step_return
@@ -352,6 +360,20 @@ class AlgoSpaceMarketEnv(ParallelEnv):
         if terminated or truncated:
             self.agents = []
         return team, rewards, terminated, truncated, info
+
+    def _differential_sharpe(self, step_return: float) -> float:
+        """Moody and Saffell's differential Sharpe ratio of this step's return:
+        the first-order change of a Sharpe ratio built on exponential moving
+        estimates (rate ``dsr_eta``) of the returns' first and second moments.
+        Zero until the moving variance is positive; clipped to ``DSR_CLIP``
+        (the ratio explodes while the moving variance is still tiny)."""
+        eta = self.config.dsr_eta
+        a, b = self._dsr_a, self._dsr_b
+        delta_a, delta_b = step_return - a, step_return * step_return - b
+        variance = b - a * a
+        value = (b * delta_a - 0.5 * a * delta_b) / variance**1.5 if variance > 1e-18 else 0.0
+        self._dsr_a, self._dsr_b = a + eta * delta_a, b + eta * delta_b
+        return DSR_CLIP if value > DSR_CLIP else -DSR_CLIP if value < -DSR_CLIP else value
 
     def state(self) -> np.ndarray:
         t = self._t
@@ -473,7 +495,22 @@ class AlgoSpaceMarketEnv(ParallelEnv):
         out[start + FEATURE_SIZES["risk"] : stop] = calls[: CALL_OFFSETS["risk"]]
         start, stop = TEAM_LAYOUT[RISK_CALL]
         out[start:stop] = calls[CALL_OFFSETS["risk"] :]
+        if self.config.leak_future_bars:
+            out[TEAM_LAYOUT["tactical"][0] + FEATURE_SIZES["tactical"] - len(TACTICAL_FEATURES)] = self._leaked_return()
         return out
+
+    def _leaked_return(self) -> float:
+        """The canary's look-ahead (``leak_future_bars``): the log return from
+        the next bar's open (where a decision fills) to the close N bars on,
+        in units of its volatility, clipped to the feature bound. TEST ONLY."""
+        sp = self._span
+        i = self._t - sp.base_lo
+        n = self.config.leak_future_bars
+        stop = min(i + n, len(sp.close) - 1)
+        if stop <= i:
+            return 0.0
+        move = math.log(sp.close[stop] / sp.open[i + 1]) / max(math.sqrt(self._vol_var * n), 1e-12)
+        return float(max(-FEATURE_CLIP, min(FEATURE_CLIP, move)))
 
     def _observations(self) -> dict[str, np.ndarray]:
         flat = self.team_observation()
@@ -487,7 +524,7 @@ class AlgoSpaceMarketEnv(ParallelEnv):
             return {a: team for a in AGENTS}
         regime_shaping = 0.0 if label < 0 else (cfg.regime_accuracy_bonus if act["regime"] == label else -cfg.regime_accuracy_bonus)
         consensus = cfg.consensus_bonus if agreed else 0.0
-        breach = self._drawdown > cfg.drawdown_limit and exposure != 0.0 and act["risk"] == ALLOW
+        breach = self._drawdown > cfg.drawdown_limit and exposure != 0.0 and act["risk"] == FULL
         risk_shaping = -cfg.risk_compliance_penalty if breach else 0.0
         shaping = {"regime": regime_shaping, "structure": consensus, "tactical": consensus, "risk": risk_shaping}
         return {a: (1.0 - w) * shaping[a] + w * team for a in AGENTS}

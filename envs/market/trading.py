@@ -1,15 +1,20 @@
 """Joint action rules and exact equity accounting.
 
+Every action names a *state* the team should be in, never an operation, so
+repeating an action never trades (``TRADING_ACTIONS_SCHEMA`` names this set
+of rules; checkpoints and bundles record it and are refused under another).
+
 Joint action to target exposure (signed fraction of equity held in the asset):
 
-* An entry opens only with consensus: tactical ``enter long`` / ``enter short``
-  must match the direction structure calls; the size is structure's strength
-  (0.5 for short/long, 1.0 for strong short/strong long) times ``max_leverage``.
-  An entry against the current position reverses it.
-* Tactical ``exit`` targets flat, ``reduce`` halves the position, ``hold`` keeps it.
-* Risk then overrides: ``modify`` halves the target, ``exit`` flattens,
-  ``block`` refuses anything that opens, grows or reverses exposure (exits and
-  reductions still go through).
+* Structure calls a direction and strength: strong short, short, neutral,
+  long, strong long (strength 1.0 for strong, 0.5 otherwise).
+* Tactical names the position: ``long`` / ``short`` hold the side structure
+  calls at its strength times ``max_leverage``, but only with consensus (the
+  same direction); ``flat`` holds nothing; ``hold`` (or a side structure does
+  not share) keeps the position as it is.
+* Risk caps the exposure: ``full`` (no cap), ``half`` (at most half of
+  ``max_leverage``), ``none`` (flat), ``no_new_risk`` (refuse anything that
+  opens, grows or reverses exposure; reductions still go through).
 
 Fills happen at the next bar's open, moved against the trader by the slippage,
 and pay commission on the traded notional; equity is marked at each close.
@@ -18,41 +23,40 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+TRADING_ACTIONS_SCHEMA = "target-state-v1"
 REGIME_ACTIONS = ("trending", "ranging", "volatile", "transition")
 STRUCTURE_ACTIONS = ("strong_short", "short", "neutral", "long", "strong_long")
-TACTICAL_ACTIONS = ("hold", "enter_long", "enter_short", "exit", "reduce")
-RISK_ACTIONS = ("allow", "modify", "exit", "block")
+TACTICAL_ACTIONS = ("hold", "long", "short", "flat")
+RISK_ACTIONS = ("full", "half", "none", "no_new_risk")
 
 # structure action -> (direction, strength)
 STRUCTURE_VIEW = ((-1, 1.0), (-1, 0.5), (0, 0.0), (1, 0.5), (1, 1.0))
-HOLD, ENTER_LONG, ENTER_SHORT, EXIT, REDUCE = range(5)
-ALLOW, MODIFY, RISK_EXIT, BLOCK = range(4)
+HOLD, LONG, SHORT, FLAT = range(4)
+FULL, HALF, NONE, NO_NEW_RISK = range(4)
+RISK_CAP = {FULL: 1.0, HALF: 0.5, NONE: 0.0, NO_NEW_RISK: 1.0}  # share of max_leverage
 
 
 def tactical_direction(tactical: int) -> int:
-    """+1 for enter long, -1 for enter short, 0 for actions with no direction."""
-    return 1 if tactical == ENTER_LONG else -1 if tactical == ENTER_SHORT else 0
+    """+1 for long, -1 for short, 0 for actions with no side."""
+    return 1 if tactical == LONG else -1 if tactical == SHORT else 0
 
 
 def target_exposure(exposure: float, structure: int, tactical: int, risk: int, max_leverage: float = 1.0) -> tuple[float, bool]:
     """Target exposure for a joint action, and whether structure and tactical
-    agreed on an entry (consensus)."""
+    agreed on a side (consensus)."""
     direction, strength = STRUCTURE_VIEW[structure]
     wanted = tactical_direction(tactical)
     agreed = wanted != 0 and wanted == direction
     if agreed:
         target = wanted * strength * max_leverage
-    elif tactical == EXIT:
+    elif tactical == FLAT:
         target = 0.0
-    elif tactical == REDUCE:
-        target = exposure / 2.0
-    else:  # hold, or an entry without consensus
+    else:  # hold, or a side without consensus
         target = exposure
-    if risk == MODIFY:
-        target = target / 2.0
-    elif risk == RISK_EXIT:
-        target = 0.0
-    elif risk == BLOCK and _opens_risk(exposure, target):
+    cap = RISK_CAP[risk] * max_leverage
+    if abs(target) > cap:
+        target = cap if target > 0 else -cap
+    if risk == NO_NEW_RISK and _opens_risk(exposure, target):
         target = exposure
     return target, agreed
 

@@ -138,12 +138,12 @@ def _pooled(runs: list[EvaluationRun], *, n_boot: int, seed: int, with_consensus
     )
 
 
-def evaluate_fresh_markets(policy, *, env_config: dict, n: int, first_seed: int = DEFAULT_FRESH_SEED, env_overrides: dict | None = None, n_boot: int = 1000, seed: int = 0, progress=print) -> dict:
-    """The team ``policy`` and the baselines on ``n`` fresh markets of the
-    training data's preset (see the module docstring). ``env_config`` is the
-    checkpoint's (its data and tasks name the training files). Returns
-    per-market and pooled metrics per policy, and ``targets_met`` of the
-    team's pooled figures."""
+def evaluate_fresh_markets(policy, *, env_config: dict, n: int, first_seed: int = DEFAULT_FRESH_SEED, env_overrides: dict | None = None, n_boot: int = 1000, seed: int = 0, baselines: bool = True, progress=print) -> dict:
+    """The team ``policy`` and (``baselines``) the baselines on ``n`` fresh
+    markets of the training data's preset (see the module docstring).
+    ``env_config`` is the checkpoint's (its data and tasks name the training
+    files). Returns per-market and pooled metrics per policy, and
+    ``targets_met`` of the team's pooled figures."""
     from envs.data.default import default_dataset_path
     from rllib_algospace.policies import RuleTeamPolicy, buy_and_hold_policy, flat_policy
 
@@ -153,6 +153,8 @@ def evaluate_fresh_markets(policy, *, env_config: dict, n: int, first_seed: int 
     preset, _, bars = origins[files[0]]
     seeds = fresh_seeds(n, first_seed, used)
     policies = {"team": policy, "buy_and_hold": buy_and_hold_policy, "flat": flat_policy, "rule": RuleTeamPolicy()}
+    if not baselines:
+        policies = {"team": policy}
     overrides = dict(env_overrides or {})
     markets, all_runs = [], {name: [] for name in policies}
     for i, market_seed in enumerate(seeds):
@@ -176,7 +178,7 @@ def evaluate_fresh_markets(policy, *, env_config: dict, n: int, first_seed: int 
         "pooled": pooled,
         "targets": {k: f"{op} {bound:g}" for k, (op, bound) in TARGETS.items()},
         "targets_met": targets_met(pooled["team"]),
-        "policies": ["team", *BASELINES],
+        "policies": list(policies),
     }
 
 

@@ -12,8 +12,8 @@ Conventions
 * ``regime_label`` of a step is the ground-truth label of the bar the team
   acted on (``bar - 1``), the label the environment's regime shaping uses;
   ``-1`` where the data has no labels.
-* ``consensus_rate``: the share of steps with an entry proposal (tactical
-  ``enter_long`` / ``enter_short``) on which structure called the same
+* ``consensus_rate``: the share of steps with a side proposed (tactical
+  ``long`` / ``short``) on which structure called the same
   direction (the joint-action consensus rule). NaN when nothing was proposed.
 * ``regime_accuracy``: share of labelled steps on which regime's call equals
   the label; NaN without labels.

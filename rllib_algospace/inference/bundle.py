@@ -84,6 +84,11 @@ def read_manifest(path: str | os.PathLike, *, verify: bool = True) -> dict:
         raise BundleError(f"{mpath}: not an algospace bundle manifest (format {manifest.get('format') if isinstance(manifest, dict) else None!r})")
     if int(manifest.get("format_version", 0)) > BUNDLE_VERSION:
         raise BundleError(f"{mpath}: bundle format version {manifest.get('format_version')} is newer than this code reads ({BUNDLE_VERSION})")
+    from envs.market.trading import TRADING_ACTIONS_SCHEMA
+
+    actions = manifest.get("actions_schema", "operations-v0")
+    if actions != TRADING_ACTIONS_SCHEMA:
+        raise BundleError(f"{mpath}: the bundle's actions follow schema {actions!r}, this code's are {TRADING_ACTIONS_SCHEMA!r} (target states); export it again from a checkpoint trained with this version")
     if verify:
         for rel, expected in manifest.get("files", {}).items():
             fpath = root / rel

@@ -30,9 +30,11 @@ from ray.rllib.core.learner.learner import ENTROPY_KEY, POLICY_LOSS_KEY, VF_LOSS
 from ray.rllib.core.rl_module.rl_module import RLModuleSpec
 from ray.rllib.evaluation.postprocessing import Postprocessing
 from ray.rllib.policy.sample_batch import MultiAgentBatch, SampleBatch
+from ray.rllib.utils.metrics import NUM_ENV_STEPS_SAMPLED_LIFETIME
 from ray.rllib.utils.torch_utils import explained_variance
 
 from rllib_algospace.mappo.connectors import OLD_VALUES_NORM, TeamGAEConnector
+from envs.market.trading import TRADING_ACTIONS_SCHEMA
 from rllib_algospace.mappo.modules import CHECKPOINT_FORMAT, CRITIC_INPUTS, TeamModule
 from rllib_algospace.mappo.oom import OomSplitting
 from rllib_algospace.mappo.valuenorm import clipped_value_loss
@@ -58,6 +60,14 @@ class MAPPOConfig(PPOConfig):
         # The MAPPO paper's loss has no KL term (use_kl_loss=True adds RLlib's
         # adaptive KL penalty on the joint policy, the sum of the agents' KLs).
         self.use_kl_loss = False
+        # Fine-tuning from a warm start (model_config["warm_start"]): the critic
+        # learns alone for the first critic_warmup_steps env steps (the actors
+        # stay the clone), then PPO adds teacher_kl_coeff * KL(teacher || agent)
+        # per agent, the coefficient falling linearly to zero by
+        # teacher_kl_steps env steps after the warm-up (0: constant).
+        self.critic_warmup_steps = 0
+        self.teacher_kl_coeff = 0.0
+        self.teacher_kl_steps = 0
 
     def mappo(
         self,
@@ -76,6 +86,9 @@ class MAPPOConfig(PPOConfig):
         frozen_agents=NotProvided,
         mappo_amp=NotProvided,
         learner_threads=NotProvided,
+        critic_warmup_steps=NotProvided,
+        teacher_kl_coeff=NotProvided,
+        teacher_kl_steps=NotProvided,
     ) -> "MAPPOConfig":
         for k, v in dict(locals()).items():
             if k != "self" and v is not NotProvided:
@@ -120,8 +133,22 @@ class MAPPOConfig(PPOConfig):
         unknown = sorted((set(self.rule_agents) | set(self.frozen_agents)) - set(self.agent_order))
         if unknown:
             self._value_error(f"MAPPO: unknown agents {unknown} in rule_agents/frozen_agents")
+        if self.teacher_kl_coeff and not (self.model_config or {}).get("warm_start"):
+            self._value_error("MAPPO: teacher_kl_coeff > 0 needs a teacher: set model_config['warm_start'] (a warm-start file)")
+
+    def teacher_kl_coeff_at(self, lifetime_steps: float) -> float:
+        """The teacher term's coefficient after ``lifetime_steps`` env steps."""
+        if not self.teacher_kl_coeff:
+            return 0.0
+        after = lifetime_steps - self.critic_warmup_steps
+        if not self.teacher_kl_steps:
+            return float(self.teacher_kl_coeff)
+        return float(self.teacher_kl_coeff) * min(1.0, max(0.0, 1.0 - after / self.teacher_kl_steps))
 
 
+TEACHER_KL_KEY = "teacher_kl"
+TEACHER_KL_COEFF_KEY = "teacher_kl_coeff"
+CRITIC_WARMUP_KEY = "critic_warmup"
 METADATA_FILE = "algospace.json"
 # The team module inside an algorithm checkpoint (RLlib's layout).
 TEAM_MODULE_DIR = "learner_group/learner/rl_module/default_policy"
@@ -176,6 +203,7 @@ def write_checkpoint_metadata(algo, checkpoint_dir: str) -> None:
     env_config = {k: v for k, v in dict(config.env_config).items()}
     meta = {
         "format": CHECKPOINT_FORMAT,
+        "actions_schema": TRADING_ACTIONS_SCHEMA,
         "algorithm": "MAPPO" if config.centralized_critic else "IPPO",
         "centralized_critic": bool(config.centralized_critic),
         "critic_input": config.critic_input,
@@ -243,6 +271,14 @@ class MAPPOTorchLearner(OomSplitting, PPOTorchLearner):
         super().build()  # PPOLearner.build appends GeneralAdvantageEstimation
         if self.config.learner_threads and (not isinstance(self._device, torch.device) or self._device.type == "cpu"):
             torch.set_num_threads(int(self.config.learner_threads))
+        self._lifetime_steps = 0.0
+        self._teacher = None
+        if self.config.teacher_kl_coeff:
+            from rllib_algospace.teacher import build_actors, load_warm_start
+
+            actors = build_actors(load_warm_start(self.config.model_config["warm_start"]))
+            self._teacher = torch.nn.ModuleDict(actors).to(self._device if isinstance(self._device, torch.device) else "cpu")
+            self._teacher.requires_grad_(False)
         pipe = self._learner_connector
         if pipe is None:  # (aggregator actors -> no learner pipeline here)
             return
@@ -278,11 +314,18 @@ class MAPPOTorchLearner(OomSplitting, PPOTorchLearner):
             return {}
         return EpochMinibatches(batch, num_epochs=num_epochs, minibatch_size=minibatch_size)
 
+    def before_gradient_based_update(self, *, timesteps):
+        super().before_gradient_based_update(timesteps=timesteps)
+        self._lifetime_steps = float(timesteps.get(NUM_ENV_STEPS_SAMPLED_LIFETIME, 0) or 0)
+
     # --------------------------------------------------------------- losses
     def compute_loss_for_module(self, *, module_id, config, batch, fwd_out):
         """PPO for every trainable agent, each with its own clipped ratio and
-        advantage, plus the critic's clipped value loss."""
+        advantage, plus the critic's clipped value loss; during the critic
+        warm-up only the value loss, and after it the teacher term."""
         module = self.module[module_id].unwrapped()
+        warming_up = bool(config.critic_warmup_steps) and self._lifetime_steps <= config.critic_warmup_steps
+        teacher_coeff = 0.0 if warming_up or self._teacher is None else config.teacher_kl_coeff_at(self._lifetime_steps)
         mask = batch[Columns.LOSS_MASK].bool() if Columns.LOSS_MASK in batch else None
 
         def masked_mean(x):
@@ -295,8 +338,9 @@ class MAPPOTorchLearner(OomSplitting, PPOTorchLearner):
         entropy_coeff = self.entropy_coeff_schedulers_per_module[module_id].get_current_value()
         total = torch.zeros((), device=advantages.device)
         joint_kl = torch.zeros((), device=advantages.device)  # the sum of the agents' KLs
+        obs = batch[Columns.OBS].float()
         for i, agent in enumerate(module.agents):
-            if agent in module.frozen_agents:
+            if agent in module.frozen_agents or warming_up:
                 continue
             new = torch.distributions.Categorical(logits=new_logits[i])
             old = torch.distributions.Categorical(logits=old_logits[i])
@@ -308,11 +352,14 @@ class MAPPOTorchLearner(OomSplitting, PPOTorchLearner):
             kl = masked_mean(torch.distributions.kl_divergence(old, new))
             joint_kl = joint_kl + kl
             total = total + policy_loss - entropy_coeff * entropy
-            self.metrics.log_dict(
-                {POLICY_LOSS_KEY: policy_loss, ENTROPY_KEY: entropy, LEARNER_RESULTS_KL_KEY: kl},
-                key=(module_id, agent),
-                window=1,
-            )
+            stats = {POLICY_LOSS_KEY: policy_loss, ENTROPY_KEY: entropy, LEARNER_RESULTS_KL_KEY: kl}
+            if teacher_coeff > 0.0:
+                with torch.no_grad():
+                    teacher = torch.distributions.Categorical(logits=self._teacher[agent](module.agent_obs(obs, agent)).float())
+                teacher_kl = masked_mean(torch.distributions.kl_divergence(teacher, new))
+                total = total + teacher_coeff * teacher_kl
+                stats[TEACHER_KL_KEY] = teacher_kl
+            self.metrics.log_dict(stats, key=(module_id, agent), window=1)
         if config.use_kl_loss:
             # RLlib adapts this coefficient to the joint policy's KL, logged below.
             total = total + self.curr_kl_coeffs_per_module[module_id] * joint_kl
@@ -324,6 +371,8 @@ class MAPPOTorchLearner(OomSplitting, PPOTorchLearner):
         total = total + self.config.critic_loss_coeff * value_loss
         self.metrics.log_dict(
             {
+                TEACHER_KL_COEFF_KEY: teacher_coeff,
+                CRITIC_WARMUP_KEY: float(warming_up),
                 VF_LOSS_KEY: value_loss,
                 LEARNER_RESULTS_KL_KEY: joint_kl,
                 LEARNER_RESULTS_VF_EXPLAINED_VAR_KEY: explained_variance(targets[valid].reshape(-1), values.detach()[valid].reshape(-1)),

@@ -21,6 +21,7 @@ The action distribution is a product of per-agent categoricals; the learner
 """
 from __future__ import annotations
 
+import os
 from typing import Any, Dict
 
 import numpy as np
@@ -34,39 +35,13 @@ from ray.rllib.core.rl_module.torch.torch_rl_module import TorchRLModule
 from ray.rllib.models.torch.torch_distributions import TorchMultiCategorical
 
 from rllib_algospace.mappo.valuenorm import ValueNormalizer
+from rllib_algospace.networks import ACTIVATIONS, Actor, mlp
 
 # Schema of the team module's checkpoints (``algospace.json`` "format"); a
 # checkpoint of another format is refused with one line, never misread.
-CHECKPOINT_FORMAT = 2
-ACTIVATIONS = {"tanh": nn.Tanh, "relu": nn.ReLU}
+# 3: the actions are target states (``envs.market.trading.TRADING_ACTIONS_SCHEMA``).
+CHECKPOINT_FORMAT = 3
 CRITIC_INPUTS = ("state", "concat_obs")
-
-
-def mlp(in_dim: int, hiddens, out_dim: int, activation: str = "tanh", out_gain: float = 1.0) -> nn.Sequential:
-    act = ACTIVATIONS[activation]
-    layers, d = [], in_dim
-    for h in hiddens:
-        lin = nn.Linear(d, h)
-        nn.init.orthogonal_(lin.weight, np.sqrt(2))
-        nn.init.zeros_(lin.bias)
-        layers += [lin, act()]
-        d = h
-    out = nn.Linear(d, out_dim)
-    nn.init.orthogonal_(out.weight, out_gain)
-    nn.init.zeros_(out.bias)
-    layers.append(out)
-    return nn.Sequential(*layers)
-
-
-class Actor(nn.Module):
-    """One agent's policy: its own observation -> logits (``pi`` is what export traces)."""
-
-    def __init__(self, obs_dim: int, num_actions: int, hiddens, activation: str):
-        super().__init__()
-        self.pi = mlp(obs_dim, hiddens, num_actions, activation, out_gain=0.01)
-
-    def forward(self, obs: torch.Tensor) -> torch.Tensor:
-        return self.pi(obs)
 
 
 class RuleActor(nn.Module):
@@ -127,7 +102,9 @@ class TeamModule(TorchRLModule, ValueFunctionAPI, InferenceOnlyAPI):
     the global state in it), ``hiddens``, ``activation``,
     ``centralized_critic``, ``critic_input`` ("state" | "concat_obs"),
     ``critic_hiddens``, ``value_norm``, ``value_norm_beta``, ``rule_agents``
-    (act by the rule), ``frozen_agents`` (keep their weights).
+    (act by the rule), ``frozen_agents`` (keep their weights), ``warm_start``
+    (a warm-start file of ``rllib_algospace.teacher``: the actors start from
+    its cloned weights; a checkpoint restored later replaces them).
     """
 
     def setup(self):
@@ -145,6 +122,15 @@ class TeamModule(TorchRLModule, ValueFunctionAPI, InferenceOnlyAPI):
                 self.actors[agent] = RuleActor(agent, n)
             else:
                 self.actors[agent] = Actor(stop - start, n, list(mc.get("hiddens", [128, 128])), activation)
+        warm_start = mc.get("warm_start")
+        if warm_start and not (self.inference_only and not os.path.exists(warm_start)):
+            # (an env runner on another node may lack the file: the learner's weights reach it by sync)
+            from rllib_algospace.teacher import load_warm_start
+
+            payload = load_warm_start(warm_start, hiddens=list(mc.get("hiddens", [128, 128])), activation=activation)
+            for agent in self.agents:
+                if agent not in rule_agents:
+                    self.actors[agent].load_state_dict(payload["actors"][agent])
         for agent in self.frozen_agents:
             self.actors[agent].requires_grad_(False)
         self.centralized_critic = bool(mc.get("centralized_critic", True))
