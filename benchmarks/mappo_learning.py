@@ -3,6 +3,12 @@
     python benchmarks/mappo_learning.py --out-dir benchmarks/results/mappo_learning --iterations 100
     python benchmarks/mappo_learning.py --out-dir benchmarks/results/mappo_learning --report
 
+A run takes hours: run it from a snapshot of the code, so that editing the
+working tree meanwhile cannot change what later runs execute::
+
+    git archive HEAD | tar -x -C /tmp/snap && cd /tmp/snap && ALGOSPACE_COMMIT=$(git -C ~/repo rev-parse --short HEAD) \
+        PYTHONPATH=/tmp/snap python benchmarks/mappo_learning.py --out-dir ~/repo/benchmarks/results/mappo_learning
+
 Variants, on ``--presets`` (``simple_markets`` and ``complex_regimes``: their
 default synthetic files, train split) and ``--seeds`` (0 1 2):
 
@@ -256,7 +262,8 @@ def main(argv=None) -> int:
 
     import ray
 
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
+    # (run from an exported snapshot, so later edits of the working tree cannot reach the runs' workers)
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip() or os.environ.get("ALGOSPACE_COMMIT", "")
     machine = {"platform": platform.platform(), "cpus": os.cpu_count(), "python": platform.python_version(), "torch": torch.__version__, "ray": ray.__version__, "commit": commit}
     _atomic_json(out_dir / "_settings.json", {"command": " ".join([sys.executable.split("/")[-1], *sys.argv]), "args": vars(args), "machine": machine})
     plan = []
