@@ -91,7 +91,7 @@ def _train(args) -> int:
     if args.wandb:
         overrides["experiment.wandb.enabled"] = True
     cfg = load_config(args.config, overrides, check_files=True)
-    from rllib_algospace.training import clear_experiment, experiment_exists, experiment_path, train
+    from rllib_algospace.training import clear_experiment, dataset_path, experiment_exists, experiment_path, train
 
     if not args.resume and experiment_exists(cfg):
         if not args.overwrite:
@@ -107,11 +107,17 @@ def _train(args) -> int:
         return 0
     print(f"best checkpoint: {outcome.best_checkpoint}")
     if outcome.best_checkpoint and not args.no_evaluate:
-        from rllib_algospace.evaluate import evaluate_checkpoint, format_comparison
+        from rllib_algospace.evaluate import evaluate_checkpoint, format_comparison, format_intervals
+        from rllib_algospace.evaluation.fresh import FreshMarketError, synthetic_origin
 
-        from rllib_algospace.evaluate import format_intervals
-
-        report = evaluate_checkpoint(outcome.best_checkpoint, split="test")
+        fresh = args.fresh_markets
+        if fresh and not cfg.env.get("tasks"):  # (a curriculum's stages are the default synthetic markets)
+            try:
+                synthetic_origin(dataset_path(cfg))
+            except FreshMarketError:
+                print("fresh markets: skipped (the training data is not synthetic; evaluate on your own held-out data)")
+                fresh = 0
+        report = evaluate_checkpoint(outcome.best_checkpoint, split="test", fresh_markets=fresh)
         print(f"test split of {report['data']}:")
         print(format_comparison(report["results"]))
         print(format_intervals(report))
@@ -288,7 +294,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true", help="replace an existing experiment of the same name (without it, training into one stops)")
     p.add_argument("--wandb", action="store_true", help="log to Weights & Biases (offline without a key)")
     p.add_argument("--quick", action="store_true", help="a one-minute smoke run")
-    p.add_argument("--no-evaluate", action="store_true", help="skip the test-split evaluation at the end")
+    p.add_argument("--no-evaluate", action="store_true", help="skip the evaluation at the end")
+    p.add_argument("--fresh-markets", type=int, default=5, metavar="N", help="the final evaluation also runs N freshly generated markets of the training preset (synthetic data; default 5, 0: none)")
     p.add_argument("--train-agents", default=None, metavar="AGENTS", help="comma list of the agents that train, e.g. structure,tactical; the others stay frozen (training.train_agents)")
     p.add_argument("--init-from", default=None, metavar="CHECKPOINT", help="start from this checkpoint's weights (or a trial/experiment folder: its newest checkpoint) (training.init_from)")
     p.add_argument("--frozen-policy", default=None, choices=("checkpoint", "rule"), help="how frozen agents act: their checkpoint weights, or the fixed rule policies (training.frozen_policy)")

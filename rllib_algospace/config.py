@@ -472,6 +472,7 @@ class AlgorithmConfig:
     critic_warmup_steps: int = _opt(163_840, Int(lo=0))  # env steps in which only the critic learns (with training.warm_start only)
     teacher_kl_coeff: float = _opt(0.5, Float(lo=0))  # weight of KL(teacher || agent) per agent (ignored without training.warm_start)
     teacher_kl_steps: int = _opt(2_000_000, Int(lo=0))  # env steps after the warm-up over which it falls to zero (0: constant)
+    regime_aux_coeff: float = _opt(0.0, Float(lo=0))  # weight of the regime actor's cross-entropy to the ground-truth labels (labelled data)
 
     _aliases = {"lambda": "lambda_"}
 

@@ -107,7 +107,7 @@ def build_algorithm_config(cfg: TrainConfig, *, data_path: str | None = None, re
     ``algorithm.centralized_critic`` is false): the team env on RLlib's
     single-agent env runner, one ``TeamModule``. ``warm_start``: the
     warm-start file the actors start from (``prepare_warm_start``)."""
-    from envs.market.team import STATE_INDEX, TEAM_LAYOUT, TeamMarketEnv
+    from envs.market.team import REGIME_LABEL, STATE_INDEX, TEAM_LAYOUT, TeamMarketEnv
     from rllib_algospace.mappo import MAPPOConfig
     from rllib_algospace.rllib_env import register
 
@@ -176,6 +176,8 @@ def build_algorithm_config(cfg: TrainConfig, *, data_path: str | None = None, re
             critic_warmup_steps=algo.critic_warmup_steps if warm_start else 0,
             teacher_kl_coeff=algo.teacher_kl_coeff if warm_start else 0.0,
             teacher_kl_steps=algo.teacher_kl_steps,
+            regime_aux_coeff=algo.regime_aux_coeff,
+            regime_label_index=TEAM_LAYOUT[REGIME_LABEL][0],
         )
         .callbacks(rllib_callbacks(cfg))
         .debugging(seed=cfg.experiment.seed)

@@ -411,3 +411,45 @@ def test_warm_start_critic_warmup_and_teacher_kl(market_file, tmp_path):
     learner._lifetime_steps = 6000.0
     late = learner.compute_loss_for_module(module_id=MODULE, config=cfg, batch=batch, fwd_out=fwd)
     torch.testing.assert_close(late, 4 * ppo + value_loss)
+
+
+def test_regime_label_slot_and_auxiliary_regime_loss(market_file):
+    """The team observation carries the bar's regime label where no actor and
+    no critic input reaches; the learner adds coeff * cross-entropy of the
+    regime actor against it, on labelled rows only."""
+    from envs.market.team import REGIME_LABEL, TEAM_LAYOUT
+
+    pos = TEAM_LAYOUT[REGIME_LABEL][0]
+    assert pos == max(stop for _, stop in TEAM_LAYOUT.values()) - 1 and pos not in set(STATE_INDEX.tolist())
+    assert all(stop <= pos for name, (_, stop) in TEAM_LAYOUT.items() if name != REGIME_LABEL)
+    algo_config, learner, env = _learner(market_file, **{"algorithm.entropy_coeff": 0.0, "algorithm.regime_aux_coeff": 0.7, "training.warm_start": None})
+    obs = []
+    env.reset(seed=0)
+    for s in range(40):
+        o, *_ = env.step(env.action_space.sample())
+        assert o[pos] == env.market_env.market.base("regime_label").row(env.market_env.bar_index)
+        obs.append(o)
+    obs = torch.as_tensor(np.stack(obs))
+    obs[::5, pos] = -1.0  # some rows without a label
+    module = _module(learner)
+    cfg = learner.config.get_config_for_module(MODULE)
+    n = len(obs)
+    logits = module._forward({Columns.OBS: obs})[Columns.ACTION_DIST_INPUTS]
+    batch = {
+        Columns.OBS: obs,
+        Columns.ACTIONS: torch.zeros((n, 4), dtype=torch.long),
+        Columns.ACTION_DIST_INPUTS: logits.detach(),
+        Columns.LOSS_MASK: torch.ones(n, dtype=torch.bool),
+        Postprocessing.ADVANTAGES: torch.zeros((n, 4)),
+        Postprocessing.VALUE_TARGETS: torch.zeros((n, 4)),
+        OLD_VALUES_NORM: torch.zeros((n, 4)),
+    }
+    values = module.compute_values(batch).float()
+    fwd = {Columns.ACTION_DIST_INPUTS: logits, Columns.VF_PREDS: values}
+    with_aux = learner.compute_loss_for_module(module_id=MODULE, config=cfg, batch=batch, fwd_out=fwd)
+    cfg.regime_aux_coeff = 0.0
+    without = learner.compute_loss_for_module(module_id=MODULE, config=cfg, batch=batch, fwd_out=fwd)
+    labels = obs[:, pos].long()
+    has = labels >= 0
+    expected = torch.nn.functional.cross_entropy(module.split_logits(logits)[0][has], labels[has])
+    torch.testing.assert_close(with_aux - without, 0.7 * expected)

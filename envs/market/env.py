@@ -101,9 +101,13 @@ FEATURE_SIZES = {
     "risk": len(PORTFOLIO_FEATURES),
 }
 RISK_CALL = "risk_call"
+# The ground-truth regime label of the bar the agents see (-1: none), last:
+# for the learner's auxiliary regime loss only. No actor's slice and no part
+# of the critic's input holds it.
+REGIME_LABEL = "regime_label"
 TEAM_LAYOUT: dict[str, tuple[int, int]] = {}
 _start = 0
-for _name, _size in [(a, FEATURE_SIZES[a] + CALL_OFFSETS[a]) for a in AGENTS] + [(RISK_CALL, N_ACTIONS["risk"])]:
+for _name, _size in [(a, FEATURE_SIZES[a] + CALL_OFFSETS[a]) for a in AGENTS] + [(RISK_CALL, N_ACTIONS["risk"]), (REGIME_LABEL, 1)]:
     TEAM_LAYOUT[_name] = (_start, _start + _size)
     _start += _size
 TEAM_SIZE = _start
@@ -474,9 +478,10 @@ class AlgoSpaceMarketEnv(ParallelEnv):
 
     def team_observation(self) -> np.ndarray:
         """Every agent's observation, in ``AGENTS`` order, then the risk
-        agent's own last call (the one part of ``state()`` no agent observes),
-        in one new float32 vector (``TEAM_LAYOUT``). ``observe()`` and
-        ``step()`` hand out slices of it."""
+        agent's own last call (the one part of ``state()`` no agent observes)
+        and the regime label of the bar (for the learner only), in one new
+        float32 vector (``TEAM_LAYOUT``). ``observe()`` and ``step()`` hand
+        out slices of it."""
         t = self._t
         sp = self._span
         k = sp.visible[t - sp.base_lo] - sp.htf_lo
@@ -495,6 +500,7 @@ class AlgoSpaceMarketEnv(ParallelEnv):
         out[start + FEATURE_SIZES["risk"] : stop] = calls[: CALL_OFFSETS["risk"]]
         start, stop = TEAM_LAYOUT[RISK_CALL]
         out[start:stop] = calls[CALL_OFFSETS["risk"] :]
+        out[TEAM_LAYOUT[REGIME_LABEL][0]] = sp.label[t - sp.base_lo]
         if self.config.leak_future_bars:
             out[TEAM_LAYOUT["tactical"][0] + FEATURE_SIZES["tactical"] - len(TACTICAL_FEATURES)] = self._leaked_return()
         return out

@@ -7,7 +7,8 @@ lost in the grouping, because the layout keeps every agent's part apart:
 
 * observation: ``AlgoSpaceMarketEnv.team_observation()``, one flat float32
   vector: the agents' observations in ``AGENTS`` order, then the risk agent's
-  own last call. ``TEAM_LAYOUT`` gives each part's ``(start, stop)``; each
+  own last call, then the bar's ground-truth regime label (-1: none), which
+  only the learner's auxiliary regime loss reads. ``TEAM_LAYOUT`` gives each part's ``(start, stop)``; each
   actor of the team module reads only its own slice. The global state the
   centralized critic reads is ``obs[STATE_INDEX]`` (equal to ``env.state()``:
   every part of it is in some agent's observation but risk's own call), so it
@@ -25,10 +26,10 @@ from __future__ import annotations
 import gymnasium as gym
 import numpy as np
 
-from envs.market.env import AGENTS, N_ACTIONS, RISK_CALL, STATE_INDEX, TEAM_LAYOUT, AlgoSpaceMarketEnv
+from envs.market.env import AGENTS, N_ACTIONS, REGIME_ACTIONS, REGIME_LABEL, RISK_CALL, STATE_INDEX, TEAM_LAYOUT, AlgoSpaceMarketEnv
 
 INFO_MODES = ("episode", "full")
-__all__ = ["INFO_MODES", "RISK_CALL", "STATE_INDEX", "TEAM_LAYOUT", "TeamMarketEnv"]
+__all__ = ["INFO_MODES", "REGIME_LABEL", "RISK_CALL", "STATE_INDEX", "TEAM_LAYOUT", "TeamMarketEnv"]
 
 
 class TeamMarketEnv(gym.Env):
@@ -47,7 +48,10 @@ class TeamMarketEnv(gym.Env):
         self.market_env = AlgoSpaceMarketEnv(**config)
         self.info_mode = infos
         env = self.market_env
-        parts = [env.observation_space(a) for a in AGENTS] + [gym.spaces.Box(0.0, 1.0, (N_ACTIONS["risk"],), np.float32)]
+        parts = [env.observation_space(a) for a in AGENTS] + [
+            gym.spaces.Box(0.0, 1.0, (N_ACTIONS["risk"],), np.float32),
+            gym.spaces.Box(-1.0, float(len(REGIME_ACTIONS) - 1), (1,), np.float32),  # the regime label (learner only)
+        ]
         self.observation_space = gym.spaces.Box(
             low=np.concatenate([p.low for p in parts]),
             high=np.concatenate([p.high for p in parts]),

@@ -68,6 +68,11 @@ class MAPPOConfig(PPOConfig):
         self.critic_warmup_steps = 0
         self.teacher_kl_coeff = 0.0
         self.teacher_kl_steps = 0
+        # Auxiliary regime loss: regime_aux_coeff * cross-entropy between the
+        # regime actor's logits and the ground-truth label, read from the team
+        # observation at regime_label_index (rows with a label only).
+        self.regime_aux_coeff = 0.0
+        self.regime_label_index = None
 
     def mappo(
         self,
@@ -89,6 +94,8 @@ class MAPPOConfig(PPOConfig):
         critic_warmup_steps=NotProvided,
         teacher_kl_coeff=NotProvided,
         teacher_kl_steps=NotProvided,
+        regime_aux_coeff=NotProvided,
+        regime_label_index=NotProvided,
     ) -> "MAPPOConfig":
         for k, v in dict(locals()).items():
             if k != "self" and v is not NotProvided:
@@ -133,6 +140,8 @@ class MAPPOConfig(PPOConfig):
         unknown = sorted((set(self.rule_agents) | set(self.frozen_agents)) - set(self.agent_order))
         if unknown:
             self._value_error(f"MAPPO: unknown agents {unknown} in rule_agents/frozen_agents")
+        if self.regime_aux_coeff and self.regime_label_index is None:
+            self._value_error("MAPPO: regime_aux_coeff > 0 needs `regime_label_index` (see envs.market.team).")
         if self.teacher_kl_coeff and not (self.model_config or {}).get("warm_start"):
             self._value_error("MAPPO: teacher_kl_coeff > 0 needs a teacher: set model_config['warm_start'] (a warm-start file)")
 
@@ -147,6 +156,7 @@ class MAPPOConfig(PPOConfig):
 
 
 TEACHER_KL_KEY = "teacher_kl"
+REGIME_AUX_KEY = "regime_aux_loss"
 TEACHER_KL_COEFF_KEY = "teacher_kl_coeff"
 CRITIC_WARMUP_KEY = "critic_warmup"
 METADATA_FILE = "algospace.json"
@@ -359,6 +369,15 @@ class MAPPOTorchLearner(OomSplitting, PPOTorchLearner):
                 teacher_kl = masked_mean(torch.distributions.kl_divergence(teacher, new))
                 total = total + teacher_coeff * teacher_kl
                 stats[TEACHER_KL_KEY] = teacher_kl
+            if agent == "regime" and config.regime_aux_coeff:
+                labels = obs[:, config.regime_label_index].long()
+                has = labels >= 0
+                if mask is not None:
+                    has = has & mask
+                if bool(has.any()):
+                    aux = torch.nn.functional.cross_entropy(new_logits[i][has], labels[has])
+                    total = total + config.regime_aux_coeff * aux
+                    stats[REGIME_AUX_KEY] = aux
             self.metrics.log_dict(stats, key=(module_id, agent), window=1)
         if config.use_kl_loss:
             # RLlib adapts this coefficient to the joint policy's KL, logged below.
