@@ -797,7 +797,7 @@ def evaluate_ensemble(
     """
     from rllib_algospace.evaluate import _NOT_CARRIED
     from rllib_algospace.evaluation import BASELINES, Comparison, evaluate_with_baselines, json_safe, run_policy, write_report
-    from rllib_algospace.team_policy import checkpoint_metadata
+    from rllib_algospace.team_policy import checkpoint_data, checkpoint_metadata
 
     if isinstance(source, EnsembleTeamPolicy):
         policy, manifest = source, getattr(source, "manifest", None)
@@ -808,7 +808,7 @@ def evaluate_ensemble(
         raise ValueError("the ensemble's members have no checkpoints to read the data and env settings from")
     meta = checkpoint_metadata(policy.checkpoints[0])
     env_config = meta.get("env_config", {})
-    data = data or env_config.get("data")
+    data = checkpoint_data(meta, data)
     overrides = {k: v for k, v in env_config.items() if k not in _NOT_CARRIED}
     if not full_split and episodes is None:
         full_split = True

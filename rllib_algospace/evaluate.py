@@ -7,7 +7,7 @@ import math
 import os
 from pathlib import Path
 
-from rllib_algospace.team_policy import ModuleTeamPolicy, checkpoint_metadata, find_checkpoint
+from rllib_algospace.team_policy import ModuleTeamPolicy, checkpoint_data, checkpoint_metadata, find_checkpoint
 
 # Env keys the evaluation sets itself, or that only training uses.
 _NOT_CARRIED = {"data", "split", "episode_length", "random_start", "render_mode", "infos", "task", "tasks", "in_memory"}
@@ -60,7 +60,7 @@ def evaluate_checkpoint(
     checkpoint = find_checkpoint(checkpoint)
     meta = checkpoint_metadata(checkpoint)
     env_config = meta.get("env_config", {})
-    data = data or env_config.get("data")
+    data = checkpoint_data(meta, data)
     overrides = {k: v for k, v in env_config.items() if k not in _NOT_CARRIED}
     policy = ModuleTeamPolicy.from_checkpoint(checkpoint)
     if not full_split and episodes is None:

@@ -391,7 +391,7 @@ def export_bundle(
     from envs.market.env import ACTION_NAMES, AGENTS, CALL_OFFSETS, N_ACTIONS, PORTFOLIO_FEATURES
     from envs.market.trading import TRADING_ACTIONS_SCHEMA
     from rllib_algospace.inference.policy import TRADING_KEYS
-    from rllib_algospace.team_policy import checkpoint_metadata, load_team_modules
+    from rllib_algospace.team_policy import checkpoint_data, checkpoint_metadata, load_team_modules
 
     if quantize is True:
         quantize = "auto"
@@ -414,6 +414,8 @@ def export_bundle(
         if list(meta.get("agents") or []) != list(AGENTS):
             raise ExportError(f"{m['checkpoint']}: agents {meta.get('agents')} differ from the env's {list(AGENTS)}")
         cfg = _env_config(meta)
+        if not data:
+            checkpoint_data(meta)  # a training file that is gone: one line naming it and --data
         env_cfg = MarketEnvConfig.from_kwargs(**{k: v for k, v in cfg.items()}).to_dict()
         if env_cfg.get("leak_future_bars"):
             raise ExportError(f"{m['checkpoint']}: trained with env.leak_future_bars={env_cfg['leak_future_bars']} (the test-only look-ahead canary); such a team cannot trade live")

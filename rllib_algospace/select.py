@@ -76,6 +76,8 @@ from rllib_algospace.stress import (
 )
 from rllib_algospace.team_policy import METADATA_FILE, CheckpointError
 
+DATA_MISSING = "_data_missing"  # a candidate's training data that is gone (see team_policy.checkpoint_data)
+
 RESULT_FILES = ("result.json", "progress.csv")
 DEFAULT_SCORE = "val_sharpe"
 REFERENCES = [
@@ -211,7 +213,11 @@ def discover_candidates(experiment: str | os.PathLike, *, score: str = DEFAULT_S
 def _load_checkpoint(c: Candidate):
     from rllib_algospace.team_policy import ModuleTeamPolicy, checkpoint_metadata
 
-    return ModuleTeamPolicy.from_checkpoint(c.path), checkpoint_metadata(c.path).get("env_config", {})
+    meta = checkpoint_metadata(c.path)
+    env_config = dict(meta.get("env_config", {}))
+    if meta.get("data_missing"):
+        env_config[DATA_MISSING] = meta["data_missing"]
+    return ModuleTeamPolicy.from_checkpoint(c.path), env_config
 
 
 def _load_ensemble(c: Candidate):
@@ -298,6 +304,10 @@ def select_best(
             policy, env_config = loader(c)
         except (CheckpointError, OSError, ValueError, KeyError) as exc:
             skipped.append({"name": c.name, "path": c.path, "reason": " ".join(str(exc).split())})
+            continue
+        missing = env_config.pop(DATA_MISSING, None)
+        if missing and not data:
+            skipped.append({"name": c.name, "path": c.path, "reason": missing})
             continue
         c_data = data or env_config.get("data")
         overrides = _env_overrides(env_config)

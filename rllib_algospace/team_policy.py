@@ -34,9 +34,43 @@ def find_checkpoint(path: str | os.PathLike) -> Path:
 
 
 def checkpoint_metadata(checkpoint: str | os.PathLike) -> dict:
+    """The checkpoint's ``algospace.json``, with its market files located:
+    a recorded path that is gone (a new Colab VM, another machine) is
+    replaced by the synthetic file generated again (see
+    ``envs.data.provenance``). A file that cannot be found is left as
+    recorded, and ``meta["data_missing"]`` says why (see ``checkpoint_data``)."""
     checkpoint = find_checkpoint(checkpoint)
     with open(checkpoint / METADATA_FILE) as f:
-        return json.load(f)
+        meta = json.load(f)
+    records = meta.get("data_records") or {}
+    if records:
+        from envs.data.errors import DataError
+        from envs.data.provenance import locate
+
+        found = {}
+        for recorded, record in records.items():
+            try:
+                found[recorded] = locate(record)
+            except DataError as exc:
+                meta.setdefault("data_missing", f"{checkpoint}: {exc}")
+        for key in ("env_config", "evaluation_env_config"):
+            cfg = meta.get(key) or {}
+            if cfg.get("data") in found:
+                cfg["data"] = found[cfg["data"]]
+            if isinstance(cfg.get("tasks"), dict):
+                cfg["tasks"] = {k: found.get(v, v) for k, v in cfg["tasks"].items()}
+    return meta
+
+
+def checkpoint_data(meta: dict, override: str | os.PathLike | None = None) -> str | None:
+    """The market file to run a checkpoint on: ``override`` (``--data``),
+    else the one it was trained on; raises ``CheckpointError`` (one line
+    naming the file and ``--data``) when that is gone or changed."""
+    if override:
+        return str(override)
+    if meta.get("data_missing"):
+        raise CheckpointError(meta["data_missing"])
+    return (meta.get("env_config") or {}).get("data")
 
 
 def require_format(meta: dict, where: str) -> None:

@@ -14,6 +14,8 @@ TINY_TRAINING = {
     "algorithm.actor_hiddens": [16],
     "algorithm.critic_hiddens": [16],
     "algorithm.critic_warmup_steps": 128,  # the first iteration (warm start from the rule: the default)
+    "training.warm_start_steps": 2000,  # a small clone
+    "training.warm_start_epochs": 1,
     "resources.num_envs_per_env_runner": 2,
     "evaluation.episodes": 1,
     "evaluation.episode_length": 40,

@@ -105,6 +105,19 @@ def test_bundles_with_the_old_operation_actions_are_refused(bundle, tmp_path):
     assert "manifest.json" in str(err.value) and "\n" not in str(err.value)
 
 
+def test_a_team_trained_with_the_look_ahead_canary_is_refused(tiny_checkpoint, tmp_path):
+    from rllib_algospace.export import ExportError, export_bundle
+
+    leaky = tmp_path / "leaky"
+    shutil.copytree(tiny_checkpoint, leaky)
+    meta = json.loads((leaky / "algospace.json").read_text())
+    meta["env_config"]["leak_future_bars"] = 6
+    (leaky / "algospace.json").write_text(json.dumps(meta))
+    with pytest.raises(ExportError, match=r"leak_future_bars=6 \(the test-only look-ahead canary\)"):
+        export_bundle(str(leaky), tmp_path / "bundle")
+    assert not (tmp_path / "bundle").exists()
+
+
 def test_torchscript_actors_give_the_rlmodules_logits(bundle, tiny_checkpoint, market_file):
     import torch
 

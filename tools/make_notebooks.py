@@ -13,10 +13,17 @@ from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
 ROOT = Path(__file__).resolve().parent.parent / "notebooks"
 
-INSTALL = """# In Colab: install the package (and its dependencies) once per runtime.
-import importlib.util, subprocess, sys
+INSTALL = """# Install the package once per runtime (rllib-algospace is on no package index).
+# Colab's own torch stays: the package accepts any torch >= 2.4, so pip keeps it.
+import importlib.util, os, subprocess, sys
 if importlib.util.find_spec("rllib_algospace") is None:
-    subprocess.check_call([sys.executable, "-m", "pip", "install", "-q", PACKAGE_SPEC])"""
+    if not INSTALL_FROM:
+        raise RuntimeError("set INSTALL_FROM in the first cell: your copy of the repository on Drive, "
+                           "a git URL (git+https://...), or a wheel (.whl) on Drive")
+    if INSTALL_FROM.startswith("/content/drive") and not os.path.isdir("/content/drive/MyDrive"):
+        from google.colab import drive
+        drive.mount("/content/drive")
+    subprocess.check_call([sys.executable, "-m", "pip", "install", "-q", INSTALL_FROM])"""
 
 SETUP = """from rllib_algospace import colab
 session = colab.setup(PROJECT, local_root=LOCAL_ROOT)"""
@@ -26,7 +33,8 @@ def params(extra: str = "") -> str:
     text = f'''QUICK = True            # True: a one-minute smoke run; False: the real thing
 PROJECT = "AlgoSpace"   # folder under MyDrive in Colab (or under LOCAL_ROOT elsewhere)
 LOCAL_ROOT = None       # off Colab: a local project folder (default ~/algospace/PROJECT)
-PACKAGE_SPEC = "rllib-algospace"  # what pip installs in Colab (a git URL or a wheel path works too)'''
+INSTALL_FROM = None     # Colab: the repository folder on Drive (e.g. "/content/drive/MyDrive/rllib-algospace"),
+                        # a git URL ("git+https://github.com/<you>/rllib-algospace"), or a wheel on Drive'''
     return text + ("\n" + extra if extra else "")
 
 

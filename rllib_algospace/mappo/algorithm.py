@@ -233,6 +233,11 @@ def write_checkpoint_metadata(algo, checkpoint_dir: str) -> None:
         if curriculum.get("task") in tasks:
             env_config["task"] = curriculum["task"]
             env_config["data"] = tasks[curriculum["task"]]
+    # What made each market file, so another session finds (or remakes) it.
+    from envs.data.provenance import data_record
+
+    files = {p for p in [env_config.get("data"), *(env_config.get("tasks") or {}).values()] if p}
+    meta["data_records"] = {p: data_record(p) for p in sorted(files) if os.path.isfile(p)}
     tmp = os.path.join(checkpoint_dir, METADATA_FILE + ".tmp")
     with open(tmp, "w") as f:
         json.dump(meta, f, indent=2, default=str)

@@ -35,7 +35,7 @@ from ray.rllib.core.rl_module.torch.torch_rl_module import TorchRLModule
 from ray.rllib.models.torch.torch_distributions import TorchMultiCategorical
 
 from rllib_algospace.mappo.valuenorm import ValueNormalizer
-from rllib_algospace.networks import ACTIVATIONS, Actor, mlp
+from rllib_algospace.networks import Actor, mlp
 
 # Schema of the team module's checkpoints (``algospace.json`` "format"); a
 # checkpoint of another format is refused with one line, never misread.
@@ -123,8 +123,10 @@ class TeamModule(TorchRLModule, ValueFunctionAPI, InferenceOnlyAPI):
             else:
                 self.actors[agent] = Actor(stop - start, n, list(mc.get("hiddens", [128, 128])), activation)
         warm_start = mc.get("warm_start")
-        if warm_start and not (self.inference_only and not os.path.exists(warm_start)):
-            # (an env runner on another node may lack the file: the learner's weights reach it by sync)
+        # Missing file: an env runner on another node (the learner's weights
+        # reach it by sync), or a checkpoint loaded elsewhere (its own weights
+        # replace these). A fresh run checks the file before Ray starts.
+        if warm_start and os.path.exists(warm_start):
             from rllib_algospace.teacher import load_warm_start
 
             payload = load_warm_start(warm_start, hiddens=list(mc.get("hiddens", [128, 128])), activation=activation)
