@@ -19,7 +19,7 @@ from pathlib import Path
 
 DRIVE_MOUNT = "/content/drive"
 DRIVE_ROOT = "/content/drive/MyDrive"
-DEFAULT_SESSION_HOURS = 24.0  # Colab Pro's longest runtime
+DEFAULT_SESSION_HOURS = 12.0  # the longest free Colab runtime (Pro: pass session_hours=24)
 DEFAULT_MARGIN_MINUTES = 30.0  # left for the final checkpoint and the copy to Drive
 
 
@@ -58,12 +58,15 @@ def gpu_report() -> dict:
     }
 
 
-def session_started_at() -> float:
-    """Epoch seconds at which this runtime started: the kernel process's start
-    time (a Colab runtime starts its kernel when the session begins)."""
+def session_started_at(colab: bool | None = None) -> float:
+    """Epoch seconds at which this session started. In Colab the VM's boot
+    time: Colab's limit counts from the VM's start, and restarting the runtime
+    (a new kernel) must not reset it. Elsewhere the kernel process's start."""
     try:
         import psutil
 
+        if in_colab() if colab is None else colab:
+            return float(psutil.boot_time())
         return psutil.Process(os.getpid()).create_time()
     except Exception:
         return time.time()
@@ -87,6 +90,15 @@ class ProjectSession:
     gpu: dict
     time_budget_s: float
     notes: list[str] = field(default_factory=list)
+    quick: bool = False  # smoke runs: their experiments get their own names (see experiment_name)
+
+    def experiment_name(self, experiment: str) -> str:
+        """The folder name of ``experiment`` in this session: a quick run's
+        is ``<name>_quick``, so a full run never resumes a finished smoke run."""
+        return f"{experiment}_quick" if self.quick else experiment
+
+    def experiment_dir(self, experiment: str) -> Path:
+        return Path(self.storage_path) / self.experiment_name(experiment)
 
     @property
     def storage_path(self) -> str:
@@ -106,7 +118,7 @@ class ProjectSession:
 
     def can_resume(self, experiment: str) -> bool:
         """True when ``experiment`` has a run under ``storage_path`` to continue."""
-        path = Path(self.storage_path) / experiment
+        path = self.experiment_dir(experiment)
         if not (path / "tuner.pkl").exists() and not list(path.glob("experiment_state*.json")):
             return False
         from ray import tune
@@ -119,7 +131,7 @@ class ProjectSession:
         ``resume=session.can_resume(experiment)``."""
         return {
             "experiment.storage_path": self.storage_path,
-            "experiment.name": experiment,
+            "experiment.name": self.experiment_name(experiment),
             "experiment.stop.time_budget": self.time_budget_s,
         }
 
@@ -135,6 +147,7 @@ def setup(
     local_root: str | os.PathLike | None = None,
     session_hours: float = DEFAULT_SESSION_HOURS,
     margin_minutes: float = DEFAULT_MARGIN_MINUTES,
+    quick: bool = False,
     verbose: bool = True,
 ) -> ProjectSession:
     """Detect Colab, mount Drive there, report the GPU, and lay out the project
@@ -154,8 +167,9 @@ def setup(
         root=root.resolve(),
         colab=colab,
         gpu=gpu_report(),
-        time_budget_s=time_budget_seconds(session_hours, margin_minutes),
+        time_budget_s=time_budget_seconds(session_hours, margin_minutes, started_at=session_started_at(colab)),
         notes=notes,
+        quick=quick,
     )
     if verbose:
         print(session.summary())

@@ -45,3 +45,23 @@ def test_overrides_load_into_a_train_config(tmp_path):
 def test_not_in_colab_here():
     assert colab.in_colab() is False
     assert colab.mount_drive() is None
+
+
+def test_colab_budget_counts_from_the_vm_start(monkeypatch):
+    """A runtime restart starts a new kernel, not a new VM: in Colab the
+    session's clock is the VM's boot time, never the kernel's start."""
+    psutil = pytest.importorskip("psutil")
+    assert colab.session_started_at(colab=True) == pytest.approx(psutil.boot_time())
+    assert colab.session_started_at(colab=False) == pytest.approx(psutil.Process().create_time())
+    assert colab.session_started_at(colab=True) <= colab.session_started_at(colab=False)
+    assert colab.DEFAULT_SESSION_HOURS <= 12  # fits a free Colab session
+
+
+def test_quick_and_full_runs_are_different_experiments(tmp_path):
+    quick = colab.setup("Proj", local_root=tmp_path, quick=True, verbose=False)
+    full = colab.setup("Proj", local_root=tmp_path, verbose=False)
+    assert quick.train_overrides("mappo")["experiment.name"] == "mappo_quick"
+    assert full.train_overrides("mappo")["experiment.name"] == "mappo"
+    (quick.experiment_dir("mappo") / "experiment_state-x.json").parent.mkdir(parents=True)
+    assert quick.experiment_dir("mappo") != full.experiment_dir("mappo")
+    assert not full.can_resume("mappo")  # switching QUICK off never resumes the smoke run

@@ -26,13 +26,14 @@ if importlib.util.find_spec("rllib_algospace") is None:
     subprocess.check_call([sys.executable, "-m", "pip", "install", "-q", INSTALL_FROM])"""
 
 SETUP = """from rllib_algospace import colab
-session = colab.setup(PROJECT, local_root=LOCAL_ROOT)"""
+session = colab.setup(PROJECT, local_root=LOCAL_ROOT, session_hours=SESSION_HOURS, quick=QUICK)"""
 
 
 def params(extra: str = "") -> str:
-    text = f'''QUICK = True            # True: a one-minute smoke run; False: the real thing
+    text = '''QUICK = True            # True: a one-minute smoke run; False: the real thing
 PROJECT = "AlgoSpace"   # folder under MyDrive in Colab (or under LOCAL_ROOT elsewhere)
 LOCAL_ROOT = None       # off Colab: a local project folder (default ~/algospace/PROJECT)
+SESSION_HOURS = 12      # Colab's limit, counted from the VM's start: 12 h free, 24 h with Pro
 INSTALL_FROM = None     # Colab: the repository folder on Drive (e.g. "/content/drive/MyDrive/rllib-algospace"),
                         # a git URL ("git+https://github.com/<you>/rllib-algospace"), or a wheel on Drive'''
     return text + ("\n" + extra if extra else "")
@@ -99,7 +100,7 @@ if DATA_PATH:
     overrides["data.path"] = DATA_PATH
 config = load_config(CONFIG_PATH, overrides, check_files=True)
 resume = session.can_resume(EXPERIMENT)
-print("resuming" if resume else "starting", EXPERIMENT)""",
+print("resuming" if resume else "starting", session.experiment_name(EXPERIMENT))""",
         """outcome = train(config, resume=resume)
 print(outcome.experiment_path, outcome.iterations, "iterations; best:", outcome.best_checkpoint)""",
         """from rllib_algospace.evaluate import evaluate_checkpoint, format_comparison
@@ -189,12 +190,11 @@ hpo = load_hpo_config(
     quick=QUICK,
     trials=TRIALS,
     storage=session.storage_path,
-    name=EXPERIMENT,
+    name=session.experiment_name(EXPERIMENT),
     study_storage=session.study_storage if SHARED_STUDY else None,
 )
-name = hpo.base.experiment.name
-resume = session.can_resume(name)
-print("resuming" if resume else "starting", name)""",
+resume = session.can_resume(EXPERIMENT)
+print("resuming" if resume else "starting", hpo.base.experiment.name)""",
         """outcome = run_search(hpo, resume=resume)
 print("trials complete in the study:", outcome.trials_complete, "| best:", outcome.best)
 print("ready-to-train config:", outcome.best_config)""",
@@ -221,7 +221,7 @@ define(
         ("md", "## Ensemble"),
         """from rllib_algospace.ensemble import evaluate_ensemble, format_ensemble_report, load_ensemble_config, quick_ensemble_overrides, train_ensemble
 
-ensemble_overrides = {**(quick_ensemble_overrides() if QUICK else {}), "experiment.storage_path": session.storage_path, "experiment.name": "ensemble"}
+ensemble_overrides = {**(quick_ensemble_overrides() if QUICK else {}), "experiment.storage_path": session.storage_path, "experiment.name": session.experiment_name("ensemble")}
 spec = load_ensemble_config(ENSEMBLE_CONFIG, ensemble_overrides, check_files=True)
 ensemble = train_ensemble(spec, resume=session.can_resume("ensemble"))
 print(ensemble.manifest_path)""",
@@ -249,7 +249,7 @@ define(
 from rllib_algospace.config import load_config, quick_overrides
 from rllib_algospace.training import train
 
-experiment = Path(session.storage_path) / EXPERIMENT
+experiment = session.experiment_dir(EXPERIMENT)
 if QUICK and not experiment.exists():  # two tiny runs to choose from
     for seed in (0, 1):
         train(load_config(None, {**quick_overrides(), "experiment.storage_path": str(experiment), "experiment.name": f"seed{seed}", "experiment.seed": seed, "experiment.stop.training_iteration": 1}))""",
@@ -274,7 +274,7 @@ define(
 from rllib_algospace.config import load_config, quick_overrides
 from rllib_algospace.training import train
 
-experiment = Path(session.storage_path) / EXPERIMENT
+experiment = session.experiment_dir(EXPERIMENT)
 if QUICK and not experiment.exists():  # a tiny model to export
     train(load_config(None, {**quick_overrides(), "experiment.storage_path": str(experiment), "experiment.name": "seed0", "experiment.stop.training_iteration": 1}))""",
         """from rllib_algospace.select import format_selection, select_best
