@@ -113,7 +113,11 @@ class ProjectSession:
 
     @property
     def study_storage(self) -> str:
-        """SQLite URL of the Optuna study shared by every notebook using this folder."""
+        """The Optuna study shared by every notebook using this folder: on
+        Drive (a network file system, where SQLite's locking fails) a journal
+        file, ``optuna.journal``; on one machine a SQLite file, ``optuna.db``."""
+        if self.colab:
+            return f"journal://{self.root / 'optuna.journal'}"
         return f"sqlite:///{self.root / 'optuna.db'}"
 
     def can_resume(self, experiment: str) -> bool:

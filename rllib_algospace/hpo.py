@@ -842,11 +842,31 @@ def _recorded(result: Mapping) -> dict:
 # ---------------------------------------------------------------------------
 # The study
 # ---------------------------------------------------------------------------
+JOURNAL_SCHEME = "journal://"
+JOURNAL_SUFFIXES = (".journal", ".log")
+
+
 def _storage_url(value: str) -> str:
-    """An RDB URL as given, or a plain file path -> a sqlite URL (absolute)."""
+    """A storage URL as given; a plain file path -> a journal URL (a file
+    ending in .journal or .log) or a sqlite URL (anything else), absolute."""
     if "://" in value:
         return value
-    return f"sqlite:///{os.path.abspath(os.path.expanduser(value))}"
+    path = os.path.abspath(os.path.expanduser(value))
+    if path.endswith(JOURNAL_SUFFIXES):
+        return f"{JOURNAL_SCHEME}{path}"
+    return f"sqlite:///{path}"
+
+
+def _journal_storage(url: str):
+    """Optuna's ``JournalStorage`` on a file: appends under a lock file,
+    made for network file systems such as a mounted Google Drive, where
+    SQLite's locking fails."""
+    import optuna
+    from optuna.storages.journal import JournalFileBackend, JournalFileOpenLock
+
+    path = url[len(JOURNAL_SCHEME) :]
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    return optuna.storages.JournalStorage(JournalFileBackend(path, lock_obj=JournalFileOpenLock(path)))
 
 
 def _mask(url: str) -> str:
@@ -859,11 +879,15 @@ def _mask(url: str) -> str:
 
 
 def _rdb_storage(url: str, attempts: int = 8):
-    """``optuna.storages.RDBStorage``; sqlite writers wait for each other
+    """The study storage of ``url``: a journal file (``journal:///path``),
+    else ``optuna.storages.RDBStorage``; sqlite writers wait for each other
     (60 s lock timeout) and creating the tables is retried when several
     processes open a new file at once."""
     import optuna
     import sqlalchemy.exc
+
+    if url.startswith(JOURNAL_SCHEME):
+        return _journal_storage(url)
 
     engine_kwargs: dict[str, Any] = {"pool_pre_ping": True}
     if url.startswith("sqlite"):

@@ -403,3 +403,29 @@ def test_two_processes_share_one_sqlite_study(market_file, tmp_path):
     # its own trials and the other's finished ones; the last to finish sees all four
     rows = [len((tmp_path / "res" / f"worker{i}" / "best_trials.csv").read_text().strip().splitlines()) - 1 for i in (1, 2)]
     assert min(rows) >= 2 and max(rows) == 4
+
+
+def test_two_processes_share_one_journal_study(tmp_path):
+    """The Drive-safe study: Optuna's JournalStorage on a file, written by two
+    processes at once; every trial lands, none twice."""
+    from rllib_algospace.hpo import _storage_url
+
+    url = _storage_url(str(tmp_path / "drive" / "study.journal"))
+    assert url == f"journal://{tmp_path / 'drive' / 'study.journal'}"
+    code = (
+        "import sys, optuna; from rllib_algospace.hpo import open_study\n"
+        "optuna.logging.set_verbosity(optuna.logging.WARNING)\n"
+        "_, study = open_study(sys.argv[1], 'shared', directions=['maximize'], metrics=['val_sharpe'])\n"
+        "for _ in range(15):\n"
+        "    t = study.ask(); study.tell(t, t.suggest_float('x', 0, 1) + int(sys.argv[2]))\n"
+    )
+    procs = [subprocess.Popen([sys.executable, "-c", code, url, str(i)]) for i in range(2)]
+    assert [p.wait(timeout=120) for p in procs] == [0, 0]
+    import optuna
+
+    from rllib_algospace.hpo import _rdb_storage
+
+    study = optuna.load_study(study_name="shared", storage=_rdb_storage(url))
+    trials = study.get_trials()
+    assert len(trials) == 30 and len({t.number for t in trials}) == 30
+    assert all(t.state == optuna.trial.TrialState.COMPLETE for t in trials)
