@@ -297,7 +297,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-evaluate", action="store_true", help="skip the evaluation at the end")
     p.add_argument("--fresh-markets", type=int, default=5, metavar="N", help="the final evaluation also runs N freshly generated markets of the training preset (synthetic data; default 5, 0: none)")
     p.add_argument("--train-agents", default=None, metavar="AGENTS", help="comma list of the agents that train, e.g. structure,tactical; the others stay frozen (training.train_agents)")
-    p.add_argument("--init-from", default=None, metavar="CHECKPOINT", help="start from this checkpoint's weights (or a trial/experiment folder: its newest checkpoint) (training.init_from)")
+    p.add_argument("--init-from", default=None, metavar="CHECKPOINT", help="start from this checkpoint's weights (or a trial/experiment folder: its best checkpoint by the run's score) (training.init_from)")
     p.add_argument("--frozen-policy", default=None, choices=("checkpoint", "rule"), help="how frozen agents act: their checkpoint weights, or the fixed rule policies (training.frozen_policy)")
     p.add_argument("--warm-start", default=None, metavar="TEACHER_OR_FILE", help="clone rule or oracle into the actors first, or start from a file of `algospace pretrain` (training.warm_start)")
     p.set_defaults(func=_train)
@@ -314,7 +314,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_pretrain)
 
     p = commands.add_parser("evaluate", help="evaluate a checkpoint against buy-and-hold, flat and a rule baseline")
-    p.add_argument("checkpoint", help="checkpoint folder (or a trial/experiment folder: its newest checkpoint), or an ensemble.json (or the ensemble's folder)")
+    p.add_argument("checkpoint", help="checkpoint folder (or a trial/experiment folder: its best checkpoint by the run's score), or an ensemble.json (or the ensemble's folder)")
     p.add_argument("--data", default=None, help="market file prepared the same way (default: the data it was trained on)")
     p.add_argument("--split", default="test", choices=("train", "val", "test"))
     p.add_argument("--episodes", type=int, default=None, help="N episodes from random starts instead of the whole split")
@@ -363,7 +363,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_tune)
 
     p = commands.add_parser("export", help="write a checkpoint or ensemble as a bundle for live decisions (TorchScript actors, no Ray needed to load)")
-    p.add_argument("source", help="checkpoint folder (or trial/experiment folder: its newest checkpoint), or an ensemble manifest / its folder")
+    p.add_argument("source", help="checkpoint folder (or trial/experiment folder: its best checkpoint by the run's score), or an ensemble manifest / its folder")
     p.add_argument("--out", required=True, help="bundle folder to write")
     p.add_argument("--quantize", nargs="?", const="auto", default=None, choices=("auto", "force"), help="also try int8 actors; keep them if faster (auto) or always (force)")
     p.add_argument("--data", default=None, help="market file prepared the same way (default: the data the team was trained on)")

@@ -646,7 +646,7 @@ class EnsembleTeamPolicy:
     # -- construction ---------------------------------------------------------
     @classmethod
     def from_checkpoints(cls, checkpoints: Iterable[str | os.PathLike], *, info: list[dict] | None = None) -> "EnsembleTeamPolicy":
-        """Members from checkpoints (or trial/experiment folders: their newest
+        """Members from checkpoints (or trial/experiment folders: their best
         checkpoint); seed and architecture from each ``algospace.json`` when it has them."""
         from rllib_algospace.team_policy import ModuleTeamPolicy, checkpoint_metadata, find_checkpoint
 

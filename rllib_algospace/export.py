@@ -1,7 +1,7 @@
 """``algospace export``: a trained team (or an ensemble) as an inference bundle.
 
 ``export_bundle(SOURCE, OUT)`` reads a checkpoint (or a trial/experiment
-folder: its newest checkpoint) or an ensemble manifest (``ensemble.json`` or
+folder: its best checkpoint by the run's score) or an ensemble manifest (``ensemble.json`` or
 the experiment folder holding it), and writes a bundle folder
 (``rllib_algospace.inference.bundle`` describes the layout) that
 ``rllib_algospace.inference.TeamPolicy.load`` runs without Ray or RLlib:

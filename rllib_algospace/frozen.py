@@ -4,7 +4,7 @@ Config (section ``training``, or the ``algospace train`` flags)::
 
     training:
       train_agents: [structure, tactical]   # --train-agents structure,tactical; null: all agents
-      init_from: ~/algospace_results/mappo  # --init-from CHECKPOINT (or a trial/experiment folder: its newest)
+      init_from: ~/algospace_results/mappo  # --init-from CHECKPOINT (or a trial/experiment folder: its best)
       frozen_policy: checkpoint             # --frozen-policy {checkpoint,rule}
 
 * The team is one RLModule (``TeamModule``); a frozen agent's actor has no

@@ -50,9 +50,7 @@ plots ``val_equity.png``, ``val_drawdown.png``, ``val_regimes.png``,
 """
 from __future__ import annotations
 
-import csv
 import json
-import math
 import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -74,12 +72,10 @@ from rllib_algospace.stress import (
     to_html,
     to_markdown,
 )
-from rllib_algospace.team_policy import METADATA_FILE, CheckpointError
+from rllib_algospace.team_policy import METADATA_FILE, RESULT_FILES, CheckpointError, best_checkpoints, finite_number, run_score
 
 DATA_MISSING = "_data_missing"  # a candidate's training data that is gone (see team_policy.checkpoint_data)
 
-RESULT_FILES = ("result.json", "progress.csv")
-DEFAULT_SCORE = "val_sharpe"
 REFERENCES = [
     "Politis, D. N. & Romano, J. P. (1994). The stationary bootstrap. JASA 89(428), 1303-1313.",
     "Politis, D. N. & Romano, J. P. (1992). A circular block-resampling procedure for stationary data.",
@@ -107,41 +103,6 @@ class Candidate:
 
 
 # -- candidate discovery ------------------------------------------------------------------------
-def _finite(v) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
-
-
-def trial_scores(trial_dir: str | os.PathLike, score: str = DEFAULT_SCORE) -> dict[int, float]:
-    """``{training_iteration: score}`` from a trial's ``result.json`` (one JSON
-    per line) or ``progress.csv``; empty when neither is there."""
-    trial_dir = Path(trial_dir)
-    out: dict[int, float] = {}
-    path = trial_dir / "result.json"
-    if path.exists():
-        with open(path) as f:
-            for line in f:
-                try:
-                    row = json.loads(line)
-                except ValueError:
-                    continue  # a half-written last line
-                it, value = row.get("training_iteration"), row.get(score)
-                if it is not None and _finite(value):
-                    out[int(it)] = float(value)
-        if out:
-            return out
-    path = trial_dir / "progress.csv"
-    if path.exists():
-        with open(path, newline="") as f:
-            for row in csv.DictReader(f):
-                try:
-                    it, value = int(float(row.get("training_iteration", ""))), float(row.get(score, ""))
-                except ValueError:
-                    continue
-                if math.isfinite(value):
-                    out[it] = value
-    return out
-
-
 def _ensemble_manifest(path: Path) -> Path | None:
     try:
         from rllib_algospace.ensemble import find_manifest
@@ -158,45 +119,23 @@ def _ensemble_manifest(path: Path) -> Path | None:
 MANIFEST_FILES = {"ensemble.json": ("ensemble", _ensemble_manifest)}
 
 
-def discover_candidates(experiment: str | os.PathLike, *, score: str = DEFAULT_SCORE, mode: str = "max") -> tuple[list[Candidate], int]:
+def discover_candidates(experiment: str | os.PathLike, *, score: str | None = None, mode: str | None = None) -> tuple[list[Candidate], int]:
     """The candidates under ``experiment`` and the number of trial folders
-    searched there (folders with a Tune result file or a checkpoint)."""
+    searched there (folders with a Tune result file or a checkpoint). Each
+    trial offers its best checkpoint (``team_policy.best_checkpoints``: by
+    default the run's configured score)."""
     root = Path(experiment).expanduser()
     if not root.exists():
         raise CheckpointError(f"{root}: no such experiment folder")
-    sign = 1.0 if mode == "max" else -1.0
-    checkpoints = sorted(p.parent for p in root.rglob(METADATA_FILE)) if root.is_dir() else []
-    if (root / METADATA_FILE).exists():
-        checkpoints = [root]
-    by_trial: dict[Path, list[Path]] = {}
-    for ckpt in checkpoints:
-        by_trial.setdefault(ckpt.parent, []).append(ckpt)
-    trials = set(by_trial)
+    trials = {r.trial for r in best_checkpoints(root, score=score, mode=mode)} if root.is_dir() else set()
     if root.is_dir():
         for name in RESULT_FILES:
             trials.update(p.parent for p in root.rglob(name))
     candidates = []
-    for trial, ckpts in sorted(by_trial.items()):
-        scores = trial_scores(trial, score)
-        rows = []
-        for ckpt in ckpts:
-            try:
-                meta = json.loads((ckpt / METADATA_FILE).read_text())
-            except (OSError, ValueError):
-                continue
-            it = meta.get("training_iteration")
-            rows.append((ckpt, it, scores.get(int(it)) if it is not None else None))
-        if not rows:
-            continue
-        scored = [r for r in rows if r[2] is not None]
-        if scored:
-            ckpt, it, value = max(scored, key=lambda r: (sign * r[2], r[1] or 0))
-            note = f"best of {len(rows)} checkpoint(s) by {score}"
-        else:
-            ckpt, it, value = max(rows, key=lambda r: (r[1] or 0, str(r[0])))
-            note = f"no {score} recorded: latest of {len(rows)} checkpoint(s)"
+    for r in best_checkpoints(root, score=score, mode=mode):
+        trial = r.trial
         rel = trial.relative_to(root) if trial != root and root in trial.parents else Path(trial.name)
-        candidates.append(Candidate(name=str(rel) if str(rel) != "." else trial.name, kind="checkpoint", path=str(ckpt), trial=str(trial), iteration=it, score=value, note=note))
+        candidates.append(Candidate(name=str(rel) if str(rel) != "." else trial.name, kind="checkpoint", path=str(r.path), trial=str(trial), iteration=r.iteration, score=r.score, note=r.note))
     if root.is_dir():
         for filename, (kind, check) in MANIFEST_FILES.items():
             for path in sorted(root.rglob(filename)):
@@ -268,7 +207,7 @@ def select_best(
     test_split: str = "test",
     out: str | os.PathLike | None = None,
     data: str | None = None,
-    score: str = DEFAULT_SCORE,
+    score: str | None = None,
     n_boot: int = 1000,
     level: float = 0.95,
     block_length: float | None = None,
@@ -286,6 +225,8 @@ def select_best(
     if split == test_split:
         raise ValueError(f"the selection split and the test split must differ (both {split!r})")
     root = Path(experiment).expanduser()
+    if score is None:
+        score = run_score(root)[0]
     candidates, trial_count = discover_candidates(root, score=score)
     if not candidates:
         raise CheckpointError(f"{root}: no trained variant in it (no {METADATA_FILE} checkpoints, no ensemble manifest)")
@@ -342,7 +283,7 @@ def select_best(
         e["vs_buy_and_hold"] = stats.sharpe_difference_ci(a, b, periods_per_year=bpy, level=level, indices=plan(len(a)), block_length=length)
         e["dsr"] = stats.deflated_sharpe_of_returns(r, n_searched, trials_var)
         e["regimes"] = regime_adaptability(run)
-    evaluated.sort(key=lambda e: (-e["sharpe"], -(e["dsr"]["dsr"] if _finite(e["dsr"]["dsr"]) else -1.0), e["candidate"].name))
+    evaluated.sort(key=lambda e: (-e["sharpe"], -(e["dsr"]["dsr"] if finite_number(e["dsr"]["dsr"]) else -1.0), e["candidate"].name))
     best = evaluated[0]
     for i, e in enumerate(evaluated):
         other = best if i else (evaluated[1] if len(evaluated) > 1 else None)

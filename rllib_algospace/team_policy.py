@@ -6,8 +6,11 @@ experiment folder (then its newest checkpoint is used).
 """
 from __future__ import annotations
 
+import csv
 import json
+import math
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -19,18 +22,126 @@ class CheckpointError(ValueError):
     """A path that holds no usable team checkpoint (one-line message)."""
 
 
+RUN_FILE = "algospace_run.json"  # in an experiment folder: the resolved config and versions (training.write_run_record)
+DEFAULT_SCORE, DEFAULT_MODE = "val_sharpe", "max"
+RESULT_FILES = ("result.json", "progress.csv")
+
+
+def finite_number(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def trial_scores(trial_dir: str | os.PathLike, score: str = DEFAULT_SCORE) -> dict[int, float]:
+    """``{training_iteration: score}`` from a trial's ``result.json`` (one JSON
+    per line) or ``progress.csv``; empty when neither is there."""
+    trial_dir = Path(trial_dir)
+    out: dict[int, float] = {}
+    path = trial_dir / "result.json"
+    if path.exists():
+        with open(path) as f:
+            for line in f:
+                try:
+                    row = json.loads(line)
+                except ValueError:
+                    continue  # a half-written last line
+                it, value = row.get("training_iteration"), row.get(score)
+                if it is not None and finite_number(value):
+                    out[int(it)] = float(value)
+        if out:
+            return out
+    path = trial_dir / "progress.csv"
+    if path.exists():
+        with open(path, newline="") as f:
+            for row in csv.DictReader(f):
+                try:
+                    it, value = int(float(row.get("training_iteration", ""))), float(row.get(score, ""))
+                except ValueError:
+                    continue
+                if math.isfinite(value):
+                    out[it] = value
+    return out
+
+
+def run_score(path: str | os.PathLike) -> tuple[str, str]:
+    """The score and mode that rank an experiment's checkpoints: its
+    configured ``experiment.checkpoint.score``/``score_mode``, read from the
+    run record in the folder or above it; ``val_sharpe``/``max`` without one."""
+    path = Path(path)
+    for folder in [path, *list(path.parents)[:3]]:
+        record = folder / RUN_FILE
+        if record.is_file():
+            try:
+                ck = json.loads(record.read_text())["config"]["experiment"]["checkpoint"]
+                return str(ck["score"]), str(ck["score_mode"])
+            except (OSError, ValueError, KeyError, TypeError):
+                break
+    return DEFAULT_SCORE, DEFAULT_MODE
+
+
+@dataclass
+class RankedCheckpoint:
+    path: Path
+    trial: Path
+    iteration: int | None
+    score: float | None  # the recorded score at that iteration (None: not recorded)
+    note: str
+
+
+def best_checkpoints(path: str | os.PathLike, *, score: str | None = None, mode: str | None = None) -> list[RankedCheckpoint]:
+    """The best checkpoint of each trial under ``path``: the one whose
+    iteration has the best recorded score (the configured one, as Tune's
+    results report it), else the latest. One definition, used by train,
+    evaluate, select and export."""
+    root = Path(path).expanduser().absolute()
+    if score is None or mode is None:
+        found_score, found_mode = run_score(root)
+        score, mode = score or found_score, mode or found_mode
+    sign = 1.0 if mode == "max" else -1.0
+    checkpoints = [root] if (root / METADATA_FILE).exists() else sorted(p.parent for p in root.rglob(METADATA_FILE)) if root.is_dir() else []
+    by_trial: dict[Path, list[Path]] = {}
+    for ckpt in checkpoints:
+        by_trial.setdefault(ckpt.parent, []).append(ckpt)
+    out = []
+    for trial, ckpts in sorted(by_trial.items()):
+        scores = trial_scores(trial, score)
+        rows = []
+        for ckpt in ckpts:
+            try:
+                it = json.loads((ckpt / METADATA_FILE).read_text()).get("training_iteration")
+            except (OSError, ValueError):
+                continue
+            rows.append((ckpt, it, scores.get(int(it)) if it is not None else None))
+        if not rows:
+            continue
+        scored = [r for r in rows if r[2] is not None]
+        if scored:
+            ckpt, it, value = max(scored, key=lambda r: (sign * r[2], r[1] or 0))
+            note = f"best of {len(rows)} checkpoint(s) by {score}"
+        else:
+            ckpt, it, value = max(rows, key=lambda r: (r[1] or 0, str(r[0])))
+            note = f"no {score} recorded: latest of {len(rows)} checkpoint(s)"
+        out.append(RankedCheckpoint(ckpt, trial, it, value, note))
+    return out
+
+
 def find_checkpoint(path: str | os.PathLike) -> Path:
-    """The checkpoint folder at ``path``, or the newest one below it, as an
-    absolute path (RLlib reads a relative one as a URI and fails)."""
+    """The checkpoint folder at ``path``, or the best one below it (a trial or
+    experiment folder: ``best_checkpoints``, then the best trial by the same
+    score), as an absolute path (RLlib reads a relative one as a URI and fails)."""
     path = Path(path).expanduser().absolute()
     if not path.exists():
         raise CheckpointError(f"{path}: no such checkpoint or folder")
     if (path / METADATA_FILE).exists():
         return path
-    found = sorted(path.rglob(METADATA_FILE), key=lambda p: p.stat().st_mtime)
-    if not found:
+    ranked = best_checkpoints(path)
+    if not ranked:
         raise CheckpointError(f"{path}: no algospace checkpoint in it (expected a folder with {METADATA_FILE})")
-    return found[-1].parent
+    _, mode = run_score(path)
+    sign = 1.0 if mode == "max" else -1.0
+    scored = [r for r in ranked if r.score is not None]
+    if scored:
+        return max(scored, key=lambda r: sign * r.score).path
+    return max(ranked, key=lambda r: r.path.stat().st_mtime).path
 
 
 def checkpoint_metadata(checkpoint: str | os.PathLike) -> dict:

@@ -267,6 +267,65 @@ def prepare_warm_start(cfg: TrainConfig, data_path: str, out: str | None = None,
     return out
 
 
+def run_record(cfg: TrainConfig, data_path: str, warm_start: str | None) -> dict:
+    """What a run was: its resolved config, the package version, the git
+    commit of the code (when it is a git checkout), library versions, the
+    data and the warm start."""
+    import platform
+    import subprocess
+    from importlib import metadata
+
+    from rllib_algospace import __version__
+
+    def version(name: str) -> str | None:
+        try:
+            return metadata.version(name)
+        except metadata.PackageNotFoundError:
+            return None
+
+    source = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    try:
+        commit = subprocess.run(["git", "-C", source, "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10).stdout.strip() or None
+        dirty = bool(subprocess.run(["git", "-C", source, "status", "--porcelain", "--untracked-files=no"], capture_output=True, text=True, timeout=10).stdout.strip()) if commit else None
+    except (OSError, subprocess.SubprocessError):
+        commit, dirty = None, None
+    from envs.data.provenance import data_record
+
+    return {
+        "package": "rllib-algospace",
+        "version": __version__,
+        "git_commit": commit,
+        "git_dirty": dirty,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "libraries": {name: version(name) for name in ("ray", "torch", "numpy", "gymnasium", "pettingzoo", "optuna", "h5py", "pandas")},
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "config": cfg.to_dict(),
+        "data": data_record(data_path) if data_path and os.path.isfile(data_path) else None,
+        "warm_start": warm_start,
+    }
+
+
+def write_run_record(cfg: TrainConfig, data_path: str, warm_start: str | None) -> str | None:
+    """``algospace_run.json`` in the experiment folder (local storage), written
+    atomically; the score it records ranks the run's checkpoints everywhere
+    (``team_policy.best_checkpoints``)."""
+    import json
+
+    from rllib_algospace.team_policy import RUN_FILE
+
+    if cfg.experiment.storage_is_uri:
+        return None
+    folder = experiment_path(cfg)
+    os.makedirs(folder, exist_ok=True)
+    path = os.path.join(folder, RUN_FILE)
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        json.dump(run_record(cfg, data_path, warm_start), f, indent=1, default=str)
+    os.replace(tmp, path)
+    return path
+
+
 # -- driver-side Tune callbacks ------------------------------------------------
 
 _SESSION = {"time_budget_s": None, "started": None}
@@ -429,6 +488,8 @@ def train(cfg: TrainConfig, *, resume: bool = False) -> TrainOutcome:
         plan(cfg)  # a checkpoint that does not fit this run stops here, before Ray starts
     path = experiment_path(cfg)
     warm_start = None if resume else prepare_warm_start(cfg, data_path)
+    if not resume:
+        write_run_record(cfg, data_path, warm_start)
     _SESSION["time_budget_s"] = cfg.experiment.stop.time_budget
     callbacks = [_make_progress_callback()]
     wandb_cb = _wandb_callback(cfg)
@@ -491,14 +552,21 @@ def _trial_dirname(trial) -> str:
 
 
 def _outcome(cfg: TrainConfig, path: str, grid) -> TrainOutcome:
+    from rllib_algospace.team_policy import CheckpointError, find_checkpoint
+
     result = grid[0]
     metrics = result.metrics or {}
     best = None
-    try:
-        best_ckpt = result.get_best_checkpoint(cfg.experiment.checkpoint.score, cfg.experiment.checkpoint.score_mode)
-        best = best_ckpt.path if best_ckpt else None
-    except Exception:
+    try:  # the one definition of the best checkpoint (team_policy.best_checkpoints)
+        best = str(find_checkpoint(result.path)) if result.path and not cfg.experiment.storage_is_uri else None
+    except CheckpointError:
         best = None
+    if best is None:
+        try:
+            best_ckpt = result.get_best_checkpoint(cfg.experiment.checkpoint.score, cfg.experiment.checkpoint.score_mode)
+            best = best_ckpt.path if best_ckpt else None
+        except Exception:
+            best = None
     latest = result.checkpoint.path if result.checkpoint else None
     return TrainOutcome(
         experiment_path=path,

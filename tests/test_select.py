@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from rllib_algospace import select
+from rllib_algospace import select, team_policy
 
 
 # -- discovery (no Ray) ---------------------------------------------------------------------------
@@ -39,12 +39,28 @@ def test_discovery_picks_each_trials_best_checkpoint(tmp_path):
     assert by_name["a/MAPPO_2"].path.endswith("checkpoint_000001") and by_name["a/MAPPO_2"].score is None and "latest" in by_name["a/MAPPO_2"].note
     assert by_name["b/MAPPO_3"].score == -1.0
     assert by_name["ensemble:ens"].kind == "ensemble"
-    assert select.trial_scores(root / "a" / "MAPPO_1") == {1: 0.5, 2: 2.0, 3: 1.0}
+    assert team_policy.trial_scores(root / "a" / "MAPPO_1") == {1: 0.5, 2: 2.0, 3: 1.0}
     cands, _ = select.discover_candidates(root, mode="min")
     assert {c.name: c.score for c in cands}["a/MAPPO_1"] == 0.5
     # a checkpoint folder itself is one candidate
     cands, _ = select.discover_candidates(root / "a" / "MAPPO_1" / "checkpoint_000002")
     assert [c.path for c in cands] == [str(root / "a" / "MAPPO_1" / "checkpoint_000002")]
+
+
+def test_one_definition_of_the_best_checkpoint(tmp_path):
+    """evaluate/export (find_checkpoint on a folder), select and train all rank
+    a run's checkpoints by the configured score, read from the run record."""
+    root = tmp_path / "exp"
+    _fake_trial(root / "MAPPO_1", {1: 0.5, 2: 2.0, 3: 1.0}, [1, 2, 3])
+    _fake_trial(root / "MAPPO_2", {1: 2.5, 2: -1.0}, [1, 2])
+    assert team_policy.find_checkpoint(root) == root / "MAPPO_2" / "checkpoint_000000"  # val_sharpe 2.5
+    assert team_policy.find_checkpoint(root / "MAPPO_1") == root / "MAPPO_1" / "checkpoint_000001"  # 2.0, not the newest
+    # the run's configured score and mode, as `algospace train` records them
+    (root / team_policy.RUN_FILE).write_text(json.dumps({"config": {"experiment": {"checkpoint": {"score": "val_sharpe", "score_mode": "min"}}}}))
+    assert team_policy.find_checkpoint(root) == root / "MAPPO_2" / "checkpoint_000001"  # -1.0 is best when lower is better
+    assert team_policy.find_checkpoint(root / "MAPPO_1") == root / "MAPPO_1" / "checkpoint_000000"
+    cands, _ = select.discover_candidates(root, score="val_sharpe", mode="min")
+    assert {c.name: c.path for c in cands} == {"MAPPO_1": str(root / "MAPPO_1" / "checkpoint_000000"), "MAPPO_2": str(root / "MAPPO_2" / "checkpoint_000001")}
 
 
 def test_nothing_to_select(tmp_path):
