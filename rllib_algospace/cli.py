@@ -71,9 +71,12 @@ def _demo(args) -> int:
 
 
 def _train(args) -> int:
-    from rllib_algospace.config import load_config, quick_overrides
+    from rllib_algospace.config import load_config, parse_overrides, quick_overrides
 
+    if args.config:
+        load_config(args.config)  # the user's file is valid as written (--quick must not hide an error in it)
     overrides = dict(quick_overrides()) if args.quick else {}
+    overrides.update(parse_overrides(args.overrides))
     flags = {
         "data.path": args.data,
         "experiment.storage_path": args.storage,
@@ -126,9 +129,10 @@ def _train(args) -> int:
 
 
 def _pretrain(args) -> int:
-    from rllib_algospace.config import load_config
+    from rllib_algospace.config import load_config, parse_overrides
 
-    overrides = {k: v for k, v in {"data.path": args.data, "experiment.seed": args.seed, "training.warm_start_steps": args.steps, "training.warm_start_epochs": args.epochs}.items() if v is not None}
+    overrides = parse_overrides(args.overrides)
+    overrides |= {k: v for k, v in {"data.path": args.data, "experiment.seed": args.seed, "training.warm_start_steps": args.steps, "training.warm_start_epochs": args.epochs}.items() if v is not None}
     overrides["training.warm_start"] = args.teacher
     cfg = load_config(args.config, overrides, check_files=True)
     _refuse_existing(args.out, args.overwrite)
@@ -282,6 +286,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_data_info)
 
     p = commands.add_parser("train", help="train the team with MAPPO (a Tune experiment); then evaluate the best checkpoint on the test split")
+    p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="config overrides, checked like the YAML: algorithm.lr=1e-3 env.episode_length=512 (the flags below win over them)")
     p.add_argument("--config", default=None, help="experiment YAML (default: the settings of tune_configs/mappo.yaml)")
     p.add_argument("--data", default=None, help="market file (default: the embedded synthetic data)")
     p.add_argument("--storage", default=None, help="results folder, mounted Drive folder or URI (experiment.storage_path)")
@@ -303,6 +308,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_train)
 
     p = commands.add_parser("pretrain", help="behaviour-clone a teacher (the rule baseline or a hindsight oracle) into the four actors on the train split")
+    p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="config overrides, e.g. algorithm.actor_hiddens=[128,128] training.warm_start_explore=0.2")
     p.add_argument("--teacher", default="rule", choices=("rule", "oracle"))
     p.add_argument("--out", required=True, help="warm-start file to write (.pt)")
     p.add_argument("--config", default=None, help="experiment YAML: its data, env, network shape and training.warm_start_* settings (default: tune_configs/mappo.yaml's)")

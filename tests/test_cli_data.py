@@ -172,3 +172,31 @@ def test_train_into_an_existing_experiment_stops_unless_resume_or_overwrite(tmp_
     assert cli.main([*base, "--overwrite"]) == 130 and runs == [True, False]
     assert not (storage / "mine").exists() and "removed the old experiment" in capsys.readouterr().out
     assert cli.main(["train", "--storage", str(storage), "--name", "new", "--no-evaluate"]) == 130  # a new name just trains
+
+
+def test_train_takes_key_value_overrides_checked_like_the_yaml(tmp_path, capsys, monkeypatch):
+    from rllib_algospace import cli, training
+
+    seen = []
+
+    def fake_train(cfg, resume=False):
+        seen.append(cfg)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(training, "train", fake_train)
+    base = ["train", "--storage", str(tmp_path), "--no-evaluate"]
+    assert cli.main([*base, "algorithm.lr=1e-3", "env.episode_length=512", "--name", "kv"]) == 130
+    capsys.readouterr()
+    cfg = seen[-1]
+    assert cfg.algorithm.lr == 1e-3 and cfg.env["episode_length"] == 512 and cfg.experiment.name == "kv"
+    assert cli.main([*base, "algorithm.lr=-1", "--name", "bad"]) == 2
+    assert capsys.readouterr().err.strip() == "algospace: error: overrides: algorithm.lr: must be > 0, got -1"
+    assert cli.main([*base, "algorithm.lrr=1", "--name", "bad"]) == 2
+    assert "unknown key algorithm.lrr (did you mean lr?)" in capsys.readouterr().err
+    assert cli.main([*base, "lr", "--name", "bad"]) == 2
+    assert "expected KEY=VALUE" in capsys.readouterr().err
+    # the user's YAML is checked as written, even with --quick (whose overrides would hide a bad value)
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("algorithm:\n  train_batch_size: -5\n")
+    assert cli.main([*base, "--quick", "--config", str(bad), "--name", "q"]) == 2
+    assert f"{bad}: algorithm.train_batch_size" in capsys.readouterr().err
