@@ -399,7 +399,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"algospace: error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except (ValueError, FileNotFoundError) as exc:
-        print(f"algospace: error: {' '.join(str(exc).split())}", file=sys.stderr)
+        # one line per problem (a config with several bad keys reports them all)
+        lines = str(exc).splitlines() if getattr(exc, "errors", None) else [str(exc)]
+        for line in lines:
+            print(f"algospace: error: {' '.join(line.split())}", file=sys.stderr)
         return EXIT_BAD_INPUT
 
 

@@ -90,10 +90,15 @@ DEFAULTS_SOURCE = "<defaults>"
 
 
 class ConfigError(ValueError):
-    """A bad experiment configuration; ``str(exc)`` is one line: ``FILE: KEY: PROBLEM``."""
+    """A bad experiment configuration; ``str(exc)`` is one line per problem:
+    ``FILE: KEY: PROBLEM`` (``errors`` lists them when there are several)."""
 
-    def __init__(self, message: str, *, source: str | None = None, key: str | None = None):
-        message = " ".join(str(message).split())
+    def __init__(self, message: str, *, source: str | None = None, key: str | None = None, errors: list["ConfigError"] | None = None):
+        self.errors: list[ConfigError] = list(errors or [])
+        if self.errors:  # several problems: one line each
+            message = "\n".join(str(e) for e in self.errors)
+        else:
+            message = " ".join(str(message).split())
         super().__init__(message)
         self.source = source
         self.key = key
@@ -755,6 +760,24 @@ class _Ctx:
     def __init__(self, source: str, overridden: Iterable[str] = ()):
         self.source = source
         self.overridden = set(overridden)
+        self.errors: list[ConfigError] = []  # every problem found, reported together (raise_errors)
+
+    def attempt(self, fn, *args):
+        """``fn(*args)``, recording a ``ConfigError`` instead of raising it;
+        returns ``FAILED`` then, so the caller can go on to the next key."""
+        try:
+            return fn(*args)
+        except ConfigError as exc:
+            self.errors.append(exc)
+            return FAILED
+
+    def raise_errors(self) -> None:
+        """One ``ConfigError`` with every problem found, one line each."""
+        if len(self.errors) == 1:
+            raise self.errors[0]
+        if self.errors:
+            first = self.errors[0]
+            raise ConfigError("", source=first.source, key=first.key, errors=self.errors)
 
     def source_of(self, key: str) -> str:
         for o in self.overridden:
@@ -776,6 +799,9 @@ class _Ctx:
         hint = f"did you mean {near[0]}?" if near else f"known keys: {', '.join(known)}"
         src = self.source_of(key)
         raise ConfigError(f"{src}: unknown key {key} ({hint})", source=src, key=key)
+
+
+FAILED = object()  # a key whose value was refused (its error is in the context)
 
 
 def _join(prefix: str, name: str) -> str:
@@ -803,25 +829,33 @@ def _canonical_aliases(cls: type, raw: dict, prefix: str, ctx: _Ctx) -> dict:
 
 
 def _build_section(cls: type, raw: Any, prefix: str, ctx: _Ctx) -> Any:
-    raw = _canonical_aliases(cls, _as_mapping(raw, prefix, ctx), prefix, ctx)
+    """The section ``cls`` from ``raw``; a refused key is recorded in ``ctx``
+    and left at its default, so every key is checked (cross-key checks run
+    only on a section without errors)."""
+    errors_before = len(ctx.errors)
+    raw = ctx.attempt(lambda: _canonical_aliases(cls, _as_mapping(raw, prefix, ctx), prefix, ctx))
+    if raw is FAILED:
+        return cls()
     specs = [f for f in fields(cls) if not f.metadata.get("internal")]
     names = [f.name for f in specs]
     for name in raw:
         if name not in names:
-            ctx.unknown(_join(prefix, name), name, names)
+            ctx.attempt(ctx.unknown, _join(prefix, name), name, names)
     kwargs = {}
     for f in specs:
         if f.name not in raw:
             continue
         key = _join(prefix, f.name)
         if "section" in f.metadata:
-            kwargs[f.name] = _build_section(f.metadata["section"], raw[f.name], key, ctx)
+            value = _build_section(f.metadata["section"], raw[f.name], key, ctx)
         else:
-            kwargs[f.name] = f.metadata["kind"](raw[f.name], lambda problem, key=key: ctx.fail(key, problem))
+            value = ctx.attempt(f.metadata["kind"], raw[f.name], lambda problem, key=key: ctx.fail(key, problem))
+        if value is not FAILED:
+            kwargs[f.name] = value
     obj = cls(**kwargs)
     cross = getattr(obj, "_cross", None)
-    if cross is not None:
-        cross(prefix, ctx)
+    if cross is not None and len(ctx.errors) == errors_before:
+        ctx.attempt(cross, prefix, ctx)
     return obj
 
 
@@ -940,19 +974,22 @@ def _build_train(raw: Any, ctx: _Ctx) -> TrainConfig:
     names = [f.name for f in specs]
     for name in raw:
         if name not in names and name not in EXTRA_SECTIONS:
-            ctx.unknown(name, name, [*names, *EXTRA_SECTIONS])
+            ctx.attempt(ctx.unknown, name, name, [*names, *EXTRA_SECTIONS])
     for name, where in EXTRA_SECTIONS.items():
         if name in raw:
-            _extra_section_check(where)(raw[name], ctx)
+            ctx.attempt(_extra_section_check(where), raw[name], ctx)
     kwargs = {}
     for f in specs:
         if f.name not in raw:
             continue
         if f.metadata.get("env"):
-            kwargs[f.name] = _build_env(raw[f.name], ctx)
+            value = ctx.attempt(_build_env, raw[f.name], ctx)
         else:
-            kwargs[f.name] = _build_section(f.metadata["section"], raw[f.name], f.name, ctx)
+            value = _build_section(f.metadata["section"], raw[f.name], f.name, ctx)
+        if value is not FAILED:
+            kwargs[f.name] = value
     cfg = TrainConfig(**kwargs, source=ctx.source)
+    ctx.raise_errors()  # every key's problem, before the checks across sections
     _check_env(cfg, _as_mapping(raw.get("env"), "env", ctx), ctx)
     _check_curriculum(cfg, ctx)
     score, every = cfg.experiment.checkpoint.score, cfg.evaluation.every_iterations

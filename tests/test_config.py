@@ -32,10 +32,11 @@ def _write(tmp_path, text: str, name: str = "x.yaml") -> str:
 
 
 def _error(path=None, overrides=None) -> ConfigError:
+    """The error of a config; one line per problem (several only when ``errors`` lists them)."""
     with pytest.raises(ConfigError) as info:
         load_config(path, overrides)
     msg = str(info.value)
-    assert "\n" not in msg and msg == msg.strip(), msg
+    assert msg.count("\n") == max(0, len(info.value.errors) - 1) and msg == msg.strip(), msg
     return info.value
 
 
@@ -435,3 +436,21 @@ def test_warm_start_settings():
     )
     scratch = load_config(None, {"training.warm_start": None})  # the teacher settings then do nothing
     assert scratch.training.warm_start is None
+
+
+def test_every_error_of_a_config_is_reported_at_once(tmp_path, capsys):
+    path = _write(tmp_path, "algorithm:\n  lr: -1\n  gamma: 2\n  lrr: 3\nresources:\n  num_learners: -2\nevaluation:\n  split: tset\n")
+    e = _error(path)
+    lines = str(e).splitlines()
+    assert lines == [
+        f"{path}: unknown key algorithm.lrr (did you mean lr?)",
+        f"{path}: algorithm.lr: must be > 0, got -1",
+        f"{path}: algorithm.gamma: must be in (0, 1], got 2",
+        f"{path}: resources.num_learners: must be >= 0, got -2",
+        f"{path}: evaluation.split: must be one of train, val, test, got 'tset' (did you mean test?)",
+    ]
+    from rllib_algospace import cli
+
+    assert cli.main(["train", "--config", path, "--no-evaluate"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"algospace: error: {line}" for line in lines]
