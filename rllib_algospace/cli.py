@@ -391,7 +391,13 @@ def main(argv: list[str] | None = None) -> int:
 
     args = build_parser().parse_args(argv)
     try:
-        return args.func(args)
+        code = args.func(args)
+        sys.stdout.flush()  # here, where a closed pipe is caught (`algospace data info x.h5 | head`)
+        return code
+    except BrokenPipeError:
+        # the reader stopped reading: end quietly, and keep Python's exit-time flush from complaining
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except KeyboardInterrupt:
         print("algospace: interrupted", file=sys.stderr)
         return 130

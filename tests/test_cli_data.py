@@ -200,3 +200,14 @@ def test_train_takes_key_value_overrides_checked_like_the_yaml(tmp_path, capsys,
     bad.write_text("algorithm:\n  train_batch_size: -5\n")
     assert cli.main([*base, "--quick", "--config", str(bad), "--name", "q"]) == 2
     assert f"{bad}: algorithm.train_batch_size" in capsys.readouterr().err
+
+
+def test_output_into_a_closed_pipe_ends_quietly(market_file):
+    """`algospace data info FILE | head`: the reader goes away; no traceback."""
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen([sys.executable, "-m", "rllib_algospace.cli", "data", "info", market_file], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc.stdout.close()  # like `head` that has read enough
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0 and b"Traceback" not in err and b"BrokenPipe" not in err, err.decode()
