@@ -253,6 +253,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     parser = argparse.ArgumentParser(prog="algospace", description="Train and evaluate the four-agent AlgoSpace trading team.")
     parser.add_argument("--version", action="version", version=f"algospace {__version__}")
+    parser.add_argument("--verbose", action="store_true", help="also show Ray's start-up notices and the libraries' warnings")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     data = commands.add_parser("data", help="create, import, check and describe market files")
@@ -386,10 +387,35 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+NOISY_LOGGERS = ("ray", "ray.rllib", "ray.tune", "ray.train", "ray.air", "ray.data", "ray._private")
+NOISY_WARNING_MODULES = r"(ray|gymnasium|pettingzoo|optuna|torch|tree)(\..*)?"
+
+
+RAY_COMMANDS = ("train", "evaluate", "select", "ensemble", "tune", "export")
+
+
+def quiet_libraries(with_ray: bool = False) -> None:
+    """Hide Ray's start-up notices, its deprecation warnings and the like
+    (``--verbose`` shows them): what is left is our own progress and errors."""
+    import logging
+    import warnings
+
+    if with_ray:
+        import ray  # noqa: F401  (Ray sets its loggers' levels when imported: set ours after)
+    for name in NOISY_LOGGERS:
+        logging.getLogger(name).setLevel(logging.ERROR)
+    warnings.filterwarnings("ignore", module=NOISY_WARNING_MODULES)
+    warnings.filterwarnings("ignore", category=DeprecationWarning)
+    os.environ.setdefault("PYTHONWARNINGS", "ignore::DeprecationWarning,ignore::UserWarning")  # Tune's trial processes
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # Tune's new output engine prints its banner at any verbosity
+
+
 def main(argv: list[str] | None = None) -> int:
     from envs.data.errors import DataError
 
     args = build_parser().parse_args(argv)
+    if not args.verbose:
+        quiet_libraries(with_ray=args.command in RAY_COMMANDS)
     try:
         code = args.func(args)
         sys.stdout.flush()  # here, where a closed pipe is caught (`algospace data info x.h5 | head`)

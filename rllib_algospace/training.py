@@ -487,6 +487,7 @@ def train(cfg: TrainConfig, *, resume: bool = False) -> TrainOutcome:
 
         plan(cfg)  # a checkpoint that does not fit this run stops here, before Ray starts
     path = experiment_path(cfg)
+    print(f"results: {path} (TensorBoard: tensorboard --logdir {path}, with pip install 'rllib-algospace[tensorboard]')")
     warm_start = None if resume else prepare_warm_start(cfg, data_path)
     if not resume:
         write_run_record(cfg, data_path, warm_start)

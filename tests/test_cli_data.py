@@ -211,3 +211,21 @@ def test_output_into_a_closed_pipe_ends_quietly(market_file):
     proc.stdout.close()  # like `head` that has read enough
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 0 and b"Traceback" not in err and b"BrokenPipe" not in err, err.decode()
+
+
+def test_library_noise_is_hidden_unless_verbose(monkeypatch):
+    import logging
+    import warnings
+
+    from rllib_algospace import cli
+
+    monkeypatch.delenv("RAY_AIR_NEW_OUTPUT", raising=False)
+    monkeypatch.delenv("PYTHONWARNINGS", raising=False)
+    with warnings.catch_warnings():
+        cli.quiet_libraries(with_ray=False)
+        assert logging.getLogger("ray.rllib").getEffectiveLevel() == logging.ERROR
+        assert os.environ["RAY_AIR_NEW_OUTPUT"] == "0" and "DeprecationWarning" in os.environ["PYTHONWARNINGS"]
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.warn("old API", DeprecationWarning)
+        assert caught == [] or all(w.category is not DeprecationWarning for w in caught)
+    assert cli.build_parser().parse_args(["--verbose", "demo"]).verbose
