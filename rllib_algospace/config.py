@@ -1056,7 +1056,28 @@ def _read_yaml(path: str | os.PathLike) -> Any:
         data = yaml.load(text, Loader=_Loader)
     except yaml.YAMLError as exc:
         raise _yaml_error(source, exc) from None
+    where = _cycle(data)
+    if where is not None:
+        raise ConfigError(f"{source}: {where or '<top level>'}: a YAML alias refers to itself (a recursive structure)", source=source, key=where)
     return {} if data is None else data
+
+
+def _cycle(node: Any, path: str = "", open_nodes: set | None = None) -> str | None:
+    """The dotted key of a value that contains itself (a recursive YAML
+    alias), or None. Walks each path once, keeping the containers open on it."""
+    if not isinstance(node, (dict, list)):
+        return None
+    open_nodes = set() if open_nodes is None else open_nodes
+    if id(node) in open_nodes:
+        return path
+    open_nodes.add(id(node))
+    items = node.items() if isinstance(node, dict) else enumerate(node)
+    for key, value in items:
+        found = _cycle(value, f"{path}.{key}" if path and isinstance(node, dict) else (f"{path}[{key}]" if path else str(key)), open_nodes)
+        if found is not None:
+            return found
+    open_nodes.discard(id(node))
+    return None
 
 
 def _copy_tree(raw: Any) -> Any:

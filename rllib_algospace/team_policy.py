@@ -151,8 +151,12 @@ def checkpoint_metadata(checkpoint: str | os.PathLike) -> dict:
     ``envs.data.provenance``). A file that cannot be found is left as
     recorded, and ``meta["data_missing"]`` says why (see ``checkpoint_data``)."""
     checkpoint = find_checkpoint(checkpoint)
-    with open(checkpoint / METADATA_FILE) as f:
-        meta = json.load(f)
+    try:
+        meta = json.loads((checkpoint / METADATA_FILE).read_text())
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise CheckpointError(f"{checkpoint / METADATA_FILE}: unreadable checkpoint metadata ({type(exc).__name__}: {' '.join(str(exc).split())[:120]})") from None
+    if not isinstance(meta, dict):
+        raise CheckpointError(f"{checkpoint / METADATA_FILE}: unreadable checkpoint metadata (expected a JSON object, got {type(meta).__name__})")
     records = meta.get("data_records") or {}
     if records:
         from envs.data.errors import DataError
@@ -207,7 +211,12 @@ def load_team_module(checkpoint: str | os.PathLike):
     module_dir = checkpoint / meta["module_dir"]
     if not module_dir.exists():
         raise CheckpointError(f"{checkpoint}: the team module is missing ({module_dir})")
-    module = RLModule.from_checkpoint(str(module_dir))
+    import pickle
+
+    try:
+        module = RLModule.from_checkpoint(str(module_dir))
+    except (pickle.UnpicklingError, EOFError, OSError, ValueError, KeyError, TypeError, AttributeError, ImportError, RuntimeError) as exc:
+        raise CheckpointError(f"{module_dir}: the team module cannot be loaded ({type(exc).__name__}: {' '.join(str(exc).split())[:160]}); the checkpoint is damaged or from another version") from None
     module.eval()
     return module
 

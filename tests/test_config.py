@@ -454,3 +454,10 @@ def test_every_error_of_a_config_is_reported_at_once(tmp_path, capsys):
     assert cli.main(["train", "--config", path, "--no-evaluate"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert err == [f"algospace: error: {line}" for line in lines]
+
+
+@pytest.mark.parametrize("text,key", [("a: &x\n  - *x\n", "a[0]"), ("experiment: &e\n  name: *e\n", "experiment.name"), ("env: &e\n  tasks: *e\n", "env.tasks")])
+def test_a_recursive_yaml_alias_is_one_line(tmp_path, text, key):
+    path = _write(tmp_path, text)
+    assert str(_error(path)) == f"{path}: {key}: a YAML alias refers to itself (a recursive structure)"
+    assert str(_error(path, quick_overrides())) == f"{path}: {key}: a YAML alias refers to itself (a recursive structure)"

@@ -202,3 +202,23 @@ def test_export_errors_are_one_line(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(ExportError, match="no algospace checkpoint"):
         export_bundle(tmp_path / "empty", tmp_path / "b")
+
+
+def test_damaged_checkpoints_are_named_in_one_line(tiny_checkpoint, tmp_path):
+    from rllib_algospace.team_policy import CheckpointError, checkpoint_metadata, load_team_module
+
+    bad_meta = tmp_path / "bad_meta"
+    shutil.copytree(tiny_checkpoint, bad_meta)
+    (bad_meta / "algospace.json").write_text('{"format": 3, "env_conf')
+    with pytest.raises(CheckpointError, match=r"bad_meta/algospace\.json: unreadable checkpoint metadata \(JSONDecodeError") as err:
+        checkpoint_metadata(bad_meta)
+    assert "\n" not in str(err.value)
+    truncated = tmp_path / "truncated"
+    shutil.copytree(tiny_checkpoint, truncated)
+    states = [p for p in truncated.rglob("module_state*") if p.is_file()]
+    assert states
+    for p in states:
+        p.write_bytes(p.read_bytes()[: max(1, p.stat().st_size // 3)])
+    with pytest.raises(CheckpointError, match=r"default_policy: the team module cannot be loaded .*damaged") as err:
+        load_team_module(truncated)
+    assert "\n" not in str(err.value)
