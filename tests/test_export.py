@@ -222,3 +222,63 @@ def test_damaged_checkpoints_are_named_in_one_line(tiny_checkpoint, tmp_path):
     with pytest.raises(CheckpointError, match=r"default_policy: the team module cannot be loaded .*damaged") as err:
         load_team_module(truncated)
     assert "\n" not in str(err.value)
+
+
+def _manifest_variants(manifest: dict):
+    """Hostile edits of a good manifest: (name, edited manifest)."""
+    import copy
+
+    for key in ("agents", "members", "features", "trading", "portfolio_features"):
+        m = copy.deepcopy(manifest)
+        del m[key]
+        yield f"no {key}", m
+        for wrong in (None, 7, "x", [], {}):
+            m = copy.deepcopy(manifest)
+            m[key] = wrong
+            if isinstance(wrong, type(manifest[key])) and wrong:
+                continue
+            yield f"{key}={wrong!r}", m
+    for key in ("names", "windows", "clip", "base_freq_seconds", "htf_multiple", "has_volume", "bars_per_year"):
+        m = copy.deepcopy(manifest)
+        m["features"][key] = "oops"
+        yield f"features.{key} a string", m
+    for path in ("../outside.pt", "/etc/passwd", "actors/../../x.pt", "", None, 3):
+        m = copy.deepcopy(manifest)
+        m["members"][0]["actors"]["tactical"]["file"] = path
+        yield f"actor file {path!r}", m
+        m = copy.deepcopy(manifest)
+        m["files"] = {**m["files"], **({path: "0" * 64} if isinstance(path, str) else {})}
+        if isinstance(path, str):
+            yield f"files key {path!r}", m
+    for key, value in (("obs_dim", "12"), ("n_actions", 1.5), ("obs_dim", None)):
+        m = copy.deepcopy(manifest)
+        m["members"][0]["actors"]["risk"][key] = value
+        yield f"actor {key}={value!r}", m
+    m = copy.deepcopy(manifest)
+    m["members"][0]["weight"] = "heavy"
+    yield "weight a string", m
+    m = copy.deepcopy(manifest)
+    m["trading"]["commission_bps"] = "1bp"
+    yield "trading value a string", m
+
+
+def test_hostile_manifests_are_refused_in_one_line(bundle, tmp_path):
+    import hashlib
+
+    from rllib_algospace.inference import BundleError, TeamPolicy
+
+    path, _ = bundle
+    manifest = json.loads((path / "manifest.json").read_text())
+    cases = list(_manifest_variants(manifest))
+    assert len(cases) >= 40
+    for i, (name, m) in enumerate(cases):
+        copy_dir = tmp_path / f"case{i}"
+        shutil.copytree(path, copy_dir)
+        raw = json.dumps(m).encode()
+        (copy_dir / "manifest.json").write_bytes(raw)
+        (copy_dir / "manifest.sha256").write_text(hashlib.sha256(raw).hexdigest() + "  manifest.json\n")
+        with pytest.raises(BundleError) as err:
+            TeamPolicy.load(copy_dir)
+        text = str(err.value)
+        assert "\n" not in text and str(copy_dir) in text, (name, text)
+        shutil.rmtree(copy_dir)

@@ -33,6 +33,7 @@ import os
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 BUNDLE_FORMAT = "algospace-bundle"
 BUNDLE_VERSION = 1
@@ -89,6 +90,7 @@ def read_manifest(path: str | os.PathLike, *, verify: bool = True) -> dict:
     actions = manifest.get("actions_schema", "operations-v0")
     if actions != TRADING_ACTIONS_SCHEMA:
         raise BundleError(f"{mpath}: the bundle's actions follow schema {actions!r}, this code's are {TRADING_ACTIONS_SCHEMA!r} (target states); export it again from a checkpoint trained with this version")
+    _check_manifest(manifest, mpath)
     if verify:
         for rel, expected in manifest.get("files", {}).items():
             fpath = root / rel
@@ -98,6 +100,68 @@ def read_manifest(path: str | os.PathLike, *, verify: bool = True) -> dict:
             if got != expected:
                 raise BundleError(f"{fpath}: checksum mismatch (sha256 {got}, expected {expected}): the bundle is corrupt")
     return manifest
+
+
+def _inside(rel: Any) -> bool:
+    """A relative path that stays inside the bundle folder."""
+    if not isinstance(rel, str) or not rel or os.path.isabs(rel) or "\\" in rel:
+        return False
+    return ".." not in Path(rel).parts
+
+
+def _check_manifest(m: dict, mpath: Path) -> None:
+    """The manifest's shape: every key the loaders read, with its type, and
+    every file path inside the bundle (a path out of it is refused)."""
+
+    def bad(key: str, problem: str):
+        raise BundleError(f"{mpath}: {key}: {problem}")
+
+    def need(key: str, value: Any, kind, what: str):
+        if not isinstance(value, kind) or isinstance(value, bool) and kind is not bool:
+            bad(key, f"expected {what}, got {type(value).__name__ if value is not None else 'nothing'}")
+        return value
+
+    number = (int, float)
+    agents = need("agents", m.get("agents"), list, "a list of agent names")
+    if not agents or not all(isinstance(a, str) for a in agents):
+        bad("agents", "expected a non-empty list of agent names")
+    files = need("files", m.get("files", {}), dict, "a mapping of file -> sha256")
+    for rel, digest in files.items():
+        if not _inside(rel):
+            bad("files", f"{rel!r} is not a path inside the bundle")
+        need(f"files[{rel!r}]", digest, str, "a sha256 string")
+    feats = need("features", m.get("features"), dict, "a mapping")
+    for key, kind, what in (("names", dict, "a mapping"), ("windows", dict, "a mapping"), ("clip", number, "a number"), ("base_freq_seconds", number, "a number"),
+                            ("htf_multiple", number, "a number"), ("has_volume", bool, "true or false"), ("bars_per_year", number, "a number")):
+        need(f"features.{key}", feats.get(key), kind, what)
+    for name in ("regime", "structure", "tactical"):
+        need(f"features.names.{name}", feats["names"].get(name), list, "a list of feature names")
+        need(f"features.windows.{name}", feats["windows"].get(name), number, "a number")
+    need("portfolio_features", m.get("portfolio_features"), list, "a list of names")
+    trading = need("trading", m.get("trading"), dict, "a mapping")
+    from rllib_algospace.inference.policy import TRADING_KEYS
+
+    for key in TRADING_KEYS:
+        need(f"trading.{key}", trading.get(key), number, "a number")
+    members = need("members", m.get("members"), list, "a list of members")
+    if not members:
+        bad("members", "the bundle has no members")
+    for i, member in enumerate(members):
+        where = f"members[{i}]"
+        need(where, member, dict, "a mapping")
+        need(f"{where}.weight", member.get("weight", 1.0), number, "a number")
+        actors = need(f"{where}.actors", member.get("actors"), dict, "a mapping of agent -> actor")
+        for agent in agents:
+            spec = need(f"{where}.actors.{agent}", actors.get(agent), dict, "a mapping")
+            if not _inside(spec.get("file")):
+                bad(f"{where}.actors.{agent}.file", f"{spec.get('file')!r} is not a path inside the bundle")
+            for key in ("obs_dim", "n_actions"):
+                need(f"{where}.actors.{agent}.{key}", spec.get(key), int, "an integer")
+        team = member.get("team")
+        if team is not None:
+            need(f"{where}.team", team, dict, "a mapping")
+            if not _inside(team.get("file")):
+                bad(f"{where}.team.file", f"{team.get('file')!r} is not a path inside the bundle")
 
 
 @dataclass
