@@ -649,11 +649,11 @@ class ResourcesConfig:
 
 @dataclass(frozen=True)
 class EvaluationConfig:
-    every_iterations: int = _opt(5, Int(lo=0))  # 0: no periodic validation
+    every_iterations: int = _opt(10, Int(lo=0))  # 0: no periodic validation
     split: str = _opt("val", Str(choices=SPLITS))
     episodes: int = _opt(2, Int(lo=1))  # ignored when full_split
     episode_length: int = _opt(2048, Int(lo=1, hint=" (use full_split: true for the whole split)"))
-    full_split: bool = _opt(False, Bool())
+    full_split: bool = _opt(True, Bool())  # the whole split: two random 2,048-bar windows ranked checkpoints by noise
 
 
 @dataclass(frozen=True)

@@ -55,7 +55,7 @@ def test_defaults():
     assert a.actor_hiddens == (64, 64) and a.critic_hiddens == (64, 64) and a.activation == "relu"
     assert a.train_batch_size == 16384 and a.minibatch_size == 16384 and a.num_epochs == 5 and cfg.resources.num_envs_per_env_runner == 64
     assert cfg.resources.num_env_runners == "auto" and cfg.resources.num_gpus_per_learner == "auto"
-    assert cfg.evaluation.every_iterations == 5 and cfg.evaluation.split == "val" and not cfg.evaluation.full_split
+    assert cfg.evaluation.every_iterations == 10 and cfg.evaluation.split == "val" and cfg.evaluation.full_split
     assert cfg == TrainConfig()
 
 
