@@ -390,7 +390,7 @@ def export_bundle(
     from envs.market.config import MarketEnvConfig
     from envs.market.env import ACTION_NAMES, AGENTS, CALL_OFFSETS, N_ACTIONS, PORTFOLIO_FEATURES
     from envs.market.trading import TRADING_ACTIONS_SCHEMA
-    from rllib_algospace.inference.policy import TRADING_KEYS
+    from rllib_algospace.inference.bundle import TRADING_KEYS
     from rllib_algospace.team_policy import checkpoint_data, checkpoint_metadata, load_team_modules
 
     if quantize is True:

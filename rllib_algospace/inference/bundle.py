@@ -40,6 +40,8 @@ BUNDLE_VERSION = 1
 MANIFEST_FILE = "manifest.json"
 MANIFEST_SUM_FILE = "manifest.sha256"
 ACTORS_DIR = "actors"
+# The env's trading settings a bundle carries (the simulated account of the live path).
+TRADING_KEYS = ("initial_equity", "commission_bps", "slippage_bps", "max_leverage", "rebalance_threshold")
 
 
 class BundleError(ValueError):
@@ -139,8 +141,6 @@ def _check_manifest(m: dict, mpath: Path) -> None:
         need(f"features.windows.{name}", feats["windows"].get(name), number, "a number")
     need("portfolio_features", m.get("portfolio_features"), list, "a list of names")
     trading = need("trading", m.get("trading"), dict, "a mapping")
-    from rllib_algospace.inference.policy import TRADING_KEYS
-
     for key in TRADING_KEYS:
         need(f"trading.{key}", trading.get(key), number, "a number")
     members = need("members", m.get("members"), list, "a list of members")

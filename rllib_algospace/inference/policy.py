@@ -67,9 +67,8 @@ from envs.market.env import (
     VOL_WARMUP_BARS,
 )
 from envs.market.trading import Account, Fill, target_exposure
-from rllib_algospace.inference.bundle import Bundle, BundleError, load_bundle
+from rllib_algospace.inference.bundle import TRADING_KEYS, Bundle, BundleError, load_bundle
 
-TRADING_KEYS = ("initial_equity", "commission_bps", "slippage_bps", "max_leverage", "rebalance_threshold")
 
 
 @dataclass
