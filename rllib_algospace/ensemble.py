@@ -416,6 +416,7 @@ def train_ensemble(spec: EnsembleSpec, *, resume: bool = False) -> EnsembleOutco
             plan(spec.member_config(member))
     path = training.experiment_path(cfg)
     training._SESSION["time_budget_s"] = cfg.experiment.stop.time_budget
+    training._SESSION["stop_iterations"] = cfg.experiment.stop.training_iteration
     callbacks = [training._make_progress_callback()]
     wandb_cb = training._wandb_callback(cfg)
     if wandb_cb is not None:

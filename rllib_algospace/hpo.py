@@ -1127,6 +1127,7 @@ def run_search(config: HpoConfig | str | os.PathLike | None = None, *, resume: b
     print(f"data: {data_path}")
 
     training._SESSION["time_budget_s"] = None  # per-trial budgets are Tune stops here
+    training._SESSION["stop_iterations"] = None  # trials stop early (the scheduler): no fixed total
     callbacks = [training._make_progress_callback()]
     wandb_cb = training._wandb_callback(base)
     if wandb_cb is not None:

@@ -328,7 +328,7 @@ def write_run_record(cfg: TrainConfig, data_path: str, warm_start: str | None) -
 
 # -- driver-side Tune callbacks ------------------------------------------------
 
-_SESSION = {"time_budget_s": None, "started": None}
+_SESSION = {"time_budget_s": None, "started": None, "stop_iterations": None}
 
 
 def _tune_callback_base():
@@ -350,6 +350,7 @@ def _make_progress_callback():
             _SESSION["started"] = time.monotonic()
             self._stopping = False
             self._last = {}
+            self._first = {}  # trial -> (iteration, steps) at its first result of this session
 
         def on_trial_result(self, iteration, trials, trial, result, **info):
             started = _SESSION["started"] or time.monotonic()
@@ -362,13 +363,21 @@ def _make_progress_callback():
             for key, value in (("return", env_runners.get("episode_return_mean")), ("sharpe", env_runners.get("sharpe")), ("val", result.get("val_sharpe"))):
                 if value is not None and not math.isnan(float(value)):
                     shown[key] = float(value)
+            it = int(result.get("training_iteration", 0))
+            steps = int(result.get("num_env_steps_sampled_lifetime", env_runners.get("num_env_steps_sampled_lifetime", 0)))
+            first_it, first_steps, first_t = self.__dict__.setdefault("_first", {}).setdefault(trial.trial_id, (it - 1, steps - steps // max(it, 1), started))
+            per_it = (time.monotonic() - first_t) / max(1, it - first_it)
+            total = _SESSION.get("stop_iterations")
+            rate = (steps - first_steps) / max(1e-9, time.monotonic() - first_t)
             line = (
-                f"[{trial.trial_id}] iter {result.get('training_iteration', 0):>4} | "
-                f"steps {int(result.get('num_env_steps_sampled_lifetime', env_runners.get('num_env_steps_sampled_lifetime', 0))):>9,} | "
+                f"[{trial.trial_id}] iter {it:>4}{f'/{total}' if total else ''} | "
+                f"steps {steps:>9,} ({rate:,.0f}/s) | "
                 f"team return {_signed(shown.get('return'), 3)} | "
                 f"train Sharpe {_signed(shown.get('sharpe'), 2)} | val Sharpe {_signed(shown.get('val'), 2)} | "
                 f"{_hms(elapsed)} elapsed"
             )
+            if total and it < total:
+                line += f", ETA {_hms(per_it * (total - it))}"
             if budget:
                 line += f", {_hms(max(0.0, budget - elapsed))} left in budget"
                 iteration_s = float(result.get("time_this_iter_s", 0.0))
@@ -492,6 +501,7 @@ def train(cfg: TrainConfig, *, resume: bool = False) -> TrainOutcome:
     if not resume:
         write_run_record(cfg, data_path, warm_start)
     _SESSION["time_budget_s"] = cfg.experiment.stop.time_budget
+    _SESSION["stop_iterations"] = cfg.experiment.stop.training_iteration
     callbacks = [_make_progress_callback()]
     wandb_cb = _wandb_callback(cfg)
     if wandb_cb is not None:

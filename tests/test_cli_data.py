@@ -229,3 +229,21 @@ def test_library_noise_is_hidden_unless_verbose(monkeypatch):
             warnings.warn("old API", DeprecationWarning)
         assert caught == [] or all(w.category is not DeprecationWarning for w in caught)
     assert cli.build_parser().parse_args(["--verbose", "demo"]).verbose
+
+
+def test_training_progress_line_has_total_rate_and_eta(capsys, monkeypatch):
+    pytest.importorskip("ray")
+    from types import SimpleNamespace
+
+    from rllib_algospace import training
+
+    monkeypatch.setitem(training._SESSION, "stop_iterations", 200)
+    monkeypatch.setitem(training._SESSION, "time_budget_s", None)
+    cb = training._make_progress_callback()
+    cb.setup()
+    trial = SimpleNamespace(trial_id="abc_00000")
+    for it in (1, 2):
+        cb.on_trial_result(it, [], trial, {"training_iteration": it, "num_env_steps_sampled_lifetime": 16384 * it, "env_runners": {}})
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert lines[-1].startswith("[abc_00000] iter    2/200 | steps    32,768 (")
+    assert "/s) | team return n/a | train Sharpe n/a | val Sharpe n/a |" in lines[-1] and ", ETA " in lines[-1] and "nan" not in lines[-1]
