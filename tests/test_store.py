@@ -142,3 +142,42 @@ def test_forked_reader_reopens(market_file):
     with ctx.Pool(2) as pool:
         results = pool.map(_row_in_child, [9_000, 9_001])
     assert results == [float(data.base("close").row(9_000)), float(data.base("close").row(9_001))]
+
+
+@pytest.mark.parametrize(
+    "edit,row,problem",
+    [
+        (lambda f: f["base/close"].__setitem__(123, np.nan), 123, "close nan"),
+        (lambda f: f["base/close"].__setitem__(77, f["base/high"][77] * 1.01), 77, "impossible bar"),
+        (lambda f: f["base/open"].__setitem__(900, f["base/high"][900] * 1000), 900, "impossible bar"),
+        (lambda f: f["base/low"].__setitem__(5, -1.0), 5, "impossible bar"),
+    ],
+)
+def test_every_reader_refuses_impossible_bars(tmp_path, market_file, edit, row, problem):
+    """A file edited after validation (h5py writes fresh checksums): the env,
+    hence demo/train/evaluate, stop with the file and the row."""
+    import shutil
+
+    from envs import algospace_market
+
+    copy = tmp_path / "edited.h5"
+    shutil.copy(market_file, copy)
+    with h5py.File(copy, "r+") as f:
+        edit(f)
+    with pytest.raises(DataError, match=rf"edited\.h5: row {row}: impossible bar") as err:
+        MarketData(copy)
+    assert "\n" not in str(err.value)
+    with pytest.raises(DataError, match=rf"row {row}"):
+        algospace_market.parallel_env(data=str(copy))
+    from rllib_algospace import cli
+
+    assert cli.main(["demo", "--data", str(copy)]) == 2
+
+
+def test_a_foreign_hdf5_file_is_named(tmp_path):
+    foreign = tmp_path / "foreign.h5"
+    with h5py.File(foreign, "w") as f:
+        f.attrs["schema_version"] = 1
+        f.create_dataset("x", data=np.arange(3))
+    with pytest.raises(DataError, match=r"foreign\.h5: not a market file of this package: attribute 'source' is missing"):
+        MarketData(foreign)

@@ -19,6 +19,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
+from envs.data.errors import DataError
 from envs.data.store import CHUNK_ROWS, MATRICES, read_attrs
 
 # Rows before each block of a base column, so short look-backs stay views.
@@ -124,6 +125,27 @@ class MemoryArray:
         return self.data[start:stop].copy()
 
 
+_CHECKED: set[tuple] = set()  # (path, size, mtime_ns) of files whose prices passed, once per process
+
+
+def check_prices(path: str, f: h5py.File) -> None:
+    """Every base bar's prices finite and positive, and low <= open, close <= high
+    (a file edited after validation, with fresh checksums, must not feed NaN
+    rewards or fills at impossible prices). Once per file per process."""
+    st = os.stat(path)
+    key = (os.path.abspath(path), st.st_size, st.st_mtime_ns)
+    if key in _CHECKED:
+        return
+    o, h, l, c = (np.asarray(f[f"base/{name}"][:], dtype=np.float64) for name in ("open", "high", "low", "close"))
+    tol = 1e-9 * np.maximum(np.abs(h), 1.0)
+    bad = ~(np.isfinite(o) & np.isfinite(h) & np.isfinite(l) & np.isfinite(c)) | (l <= 0)
+    bad |= (o > h + tol) | (c > h + tol) | (o < l - tol) | (c < l - tol)
+    if bad.any():
+        row = int(np.argmax(bad))
+        raise DataError(path, row, f"impossible bar: open {o[row]!r}, high {h[row]!r}, low {l[row]!r}, close {c[row]!r} (prices must be finite and positive, low <= open, close <= high); run `algospace data validate`")
+    _CHECKED.add(key)
+
+
 class MarketData:
     """A market file's bars, features and metadata, streamed on demand.
 
@@ -141,16 +163,22 @@ class MarketData:
         self._file: h5py.File | None = None
         self._pid: int | None = None
         self._arrays: dict[str, BlockArray | MemoryArray] = {}
-        with h5py.File(self.path, "r") as f:
-            self.n_base = f["base/timestamp"].shape[0]
-            self.n_htf = f["htf/timestamp"].shape[0]
-            ts = f["base/timestamp"]
-            span_years = (int(ts[-1]) - int(ts[0]) + self.freq_seconds) / (365.25 * 86400)
-            self._bars_per_year = self.n_base / span_years
-            self.feature_names = {
-                name: tuple(v.decode() if isinstance(v, bytes) else str(v) for v in f[f"features/{name}"].attrs["names"])
-                for name in MATRICES
-            }
+        try:
+            with h5py.File(self.path, "r") as f:
+                self.n_base = f["base/timestamp"].shape[0]
+                self.n_htf = f["htf/timestamp"].shape[0]
+                ts = f["base/timestamp"]
+                span_years = (int(ts[-1]) - int(ts[0]) + self.freq_seconds) / (365.25 * 86400)
+                self._bars_per_year = self.n_base / span_years
+                self.feature_names = {
+                    name: tuple(v.decode() if isinstance(v, bytes) else str(v) for v in f[f"features/{name}"].attrs["names"])
+                    for name in MATRICES
+                }
+                check_prices(self.path, f)
+        except DataError:
+            raise
+        except (KeyError, OSError, ValueError, IndexError, ZeroDivisionError) as exc:
+            raise DataError(self.path, None, f"damaged or not a market file ({type(exc).__name__}: {' '.join(str(exc).split())[:120]})") from None
 
     # -- metadata -----------------------------------------------------------
     @property

@@ -43,6 +43,7 @@ DEFAULT_SPLIT_FRACTIONS = (0.70, 0.15, 0.15)
 # Rows per HDF5 chunk; readers cache whole chunks, so this is also their block size.
 CHUNK_ROWS = 4096
 MIN_SPLIT_BARS = 20
+REQUIRED_ATTRS = ("source", "freq_seconds", "htf_multiple", "has_volume", "has_labels", "first_valid", "split_names", "split_bounds")
 
 MATRICES = {
     # name: (feature names, window rows, timeframe group the rows index)
@@ -180,9 +181,15 @@ def read_attrs(path: str | os.PathLike) -> dict:
     version = attrs.get("schema_version")
     if version != SCHEMA_VERSION:
         raise DataError(path, None, f"schema version {version!r} is not the supported version {SCHEMA_VERSION}")
-    attrs["splits"] = {
-        str(n): (int(b[0]), int(b[1])) for n, b in zip(attrs["split_names"], attrs["split_bounds"])
-    }
+    missing = [k for k in REQUIRED_ATTRS if k not in attrs]
+    if missing:
+        raise DataError(path, None, f"not a market file of this package: attribute {missing[0]!r} is missing")
+    try:
+        attrs["splits"] = {str(n): (int(b[0]), int(b[1])) for n, b in zip(attrs["split_names"], attrs["split_bounds"], strict=True)}
+    except (TypeError, ValueError, IndexError) as exc:
+        raise DataError(path, None, f"unreadable split attributes ({exc})") from None
+    if set(attrs["splits"]) != set(SPLIT_NAMES):
+        raise DataError(path, None, f"splits {sorted(attrs['splits'])} are not {list(SPLIT_NAMES)}")
     return attrs
 
 
