@@ -120,3 +120,39 @@ def test_timestamps_and_bad_bars(bundle, bars):
     with pytest.raises(ValueError, match="no volume"):
         policy.on_bar({**bars[1], "volume": None})
     assert policy.on_bar(bars[1]).index == 1
+
+
+def _hostile_bars(good: dict, freq: int):
+    """(name, bar, the field or phrase the message must name)."""
+    h, l = good["high"], good["low"]
+    yield "close above high", {**good, "close": h * 1.01}, "'close'"
+    yield "open far outside the range", {**good, "open": h * 1000}, "'open'"
+    yield "open below low", {**good, "open": l * 0.5}, "'open'"
+    yield "millisecond timestamp", {**good, "timestamp": good["timestamp"] * 1000}, "milliseconds"
+    yield "1-minute bar after a 5-minute bar", {**good, "timestamp": good["timestamp"] + 60}, f"{freq} s bars"
+    for key in ("open", "high", "low", "close"):
+        for bad in ("abc", None, [1.0], True, float("nan"), -1.0, 0.0, float("inf")):
+            yield f"{key}={bad!r}", {**good, key: bad}, f"'{key}'"
+    for bad in ("abc", [1], {"x": 1}):
+        yield f"volume={bad!r}", {**good, "volume": bad}, "'volume'"
+    for bad in ("yesterday", [1], None, True):
+        yield f"timestamp={bad!r}", {**good, "timestamp": bad}, "'timestamp'"
+    for bad in ([1, 2, 3], "bar", None, 5):
+        yield f"bar {type(bad).__name__}", bad, "mapping"
+
+
+def test_hostile_bars_are_refused_naming_the_field(bundle, bars):
+    from rllib_algospace.inference import TeamPolicy
+
+    policy = TeamPolicy.load(bundle)
+    policy.on_bar(bars[0])
+    freq = policy.freq_seconds
+    good = bars[1]
+    cases = list(_hostile_bars(good, freq))
+    assert len(cases) >= 45
+    for name, bar, named in cases:
+        with pytest.raises(ValueError) as err:
+            policy.on_bar(bar)
+        text = str(err.value)
+        assert named in text and "\n" not in text, (name, text)
+    assert policy.on_bar(good).index == 1  # none of them was taken

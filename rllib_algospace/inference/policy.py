@@ -105,6 +105,9 @@ class Decision:
         return {k: getattr(self, k) for k in self.__dataclass_fields__}
 
 
+MAX_EPOCH_SECONDS = 95_617_584_000  # the year 5000: a larger "seconds" value is milliseconds
+
+
 def bar_timestamp(value) -> int:
     """Epoch seconds (UTC) of a bar's open time given as a number, a
     ``datetime`` (naive = UTC), a ``numpy.datetime64`` or an ISO-8601 string."""
@@ -218,17 +221,51 @@ class TeamPolicy:
 
     # -- feeding -------------------------------------------------------------
     def _parse(self, bar: Mapping) -> tuple[int, float, float, float, float, float]:
+        """The bar's fields, checked: numbers where numbers belong, a time in
+        epoch seconds, OHLC consistent, and the bundle's bar length (each
+        problem names its field)."""
+        if not isinstance(bar, Mapping):
+            raise ValueError(f"bar must be a mapping with timestamp, open, high, low, close (and volume), got {type(bar).__name__}")
+        missing = [k for k in ("timestamp", "open", "high", "low", "close") if k not in bar]
+        if missing:
+            raise ValueError(f"bar needs timestamp, open, high, low, close (and volume); missing {missing[0]!r}")
         try:
             ts = bar_timestamp(bar["timestamp"])
-            o, h, l, c = (float(bar[k]) for k in ("open", "high", "low", "close"))
-        except KeyError as exc:
-            raise ValueError(f"bar needs timestamp, open, high, low, close (and volume); missing {exc.args[0]!r}") from None
-        v = bar.get("volume") if hasattr(bar, "get") else bar["volume"]
+        except ValueError as exc:
+            raise ValueError(f"bar field 'timestamp': {exc}") from None
+        if ts > MAX_EPOCH_SECONDS:
+            raise ValueError(f"bar field 'timestamp': {ts} is after the year 5000; epoch milliseconds? give epoch seconds")
+        prices = []
+        for key in ("open", "high", "low", "close"):
+            value = bar[key]
+            try:
+                if isinstance(value, (bool, np.bool_)):
+                    raise TypeError
+                x = float(value)
+            except (TypeError, ValueError):
+                raise ValueError(f"bar at {ts}: field {key!r} must be a number, got {value!r}") from None
+            if not (math.isfinite(x) and x > 0):
+                raise ValueError(f"bar at {ts}: field {key!r} must be a positive finite number, got {value!r}")
+            prices.append(x)
+        o, h, l, c = prices
+        for key, x in (("open", o), ("close", c)):
+            if x > h * (1 + 1e-9) or x < l * (1 - 1e-9):
+                raise ValueError(f"bar at {ts}: field {key!r} {x} is outside the bar's range [low {l}, high {h}]")
+        last = self.features.last_timestamp
+        if last is not None and ts > last and (ts - last) % self.freq_seconds:
+            raise ValueError(f"bar at {ts}: comes {ts - last} s after the previous bar; the team trades {self.freq_seconds} s bars (a gap must be a whole number of bars)")
+        v = bar.get("volume")
         if v is None:
             if self.has_volume:
                 raise ValueError(f"bar at {ts} has no volume, but the team was trained on data with volume")
             v = 1.0
-        return ts, o, h, l, c, float(v)
+        try:
+            if isinstance(v, (bool, np.bool_)):
+                raise TypeError
+            v = float(v)
+        except (TypeError, ValueError):
+            raise ValueError(f"bar at {ts}: field 'volume' must be a number, got {bar.get('volume')!r}") from None
+        return ts, o, h, l, c, v
 
     def warm_up(self, bars: Iterable[Mapping]) -> int:
         """Feed history bars (features only: no decisions, no portfolio).
