@@ -42,7 +42,7 @@ def test_bundle_layout_and_report(bundle):
     assert {"torch", "numpy", "python", "ray"} <= set(manifest["versions"])
     assert set(manifest["trading"]) == {"initial_equity", "commission_bps", "slippage_bps", "max_leverage", "rebalance_threshold"}
     files = sorted(manifest["files"])
-    assert files == sorted([f"actors/m0/{a}.pt" for a in AGENTS] + ["actors/m0/team.pt"])
+    assert files == sorted([f"actors/m0/{a}.pt" for a in AGENTS] + ["actors/m0/team.pt", "MODEL_CARD.md"])
     assert not any(p.suffix in (".pkl", ".pickle") for p in path.rglob("*"))
 
 
@@ -84,6 +84,17 @@ def test_checksums_catch_a_corrupt_byte(bundle, tmp_path):
     (missing / "actors/m0/risk.pt").unlink()
     with pytest.raises(BundleError, match="missing"):
         TeamPolicy.load(missing)
+
+
+def test_every_bundle_has_a_model_card(bundle):
+    path, _ = bundle
+    card = (path / "MODEL_CARD.md").read_text()
+    manifest = json.loads((path / "manifest.json").read_text())
+    assert "MODEL_CARD.md" in manifest["files"]  # covered by the checksums
+    for heading in ("## Data", "## Training", "## Results", "## Limitations"):
+        assert heading in card
+    assert "warm start: rule" in card and "git commit" in card  # from the run record beside the checkpoint
+    assert "Not evaluated before export" in card or "fresh" in card
 
 
 def test_bundles_with_the_old_operation_actions_are_refused(bundle, tmp_path):
