@@ -225,3 +225,15 @@ def test_no_ray_or_torch_imported():
         "bad = [m for m in ('ray', 'torch') if m in sys.modules]; assert not bad, bad"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_comparison_table_blanks_agent_metrics_of_fixed_baselines():
+    from rllib_algospace.evaluate import format_comparison
+
+    row = {"total_return": 0.01, "sharpe": 1.0, "sortino": 1.5, "calmar": 2.0, "max_drawdown": 0.02, "win_rate": 0.5, "profit_factor": 1.2, "trades": 3, "exposure": 0.5, "consensus_rate": 1.0, "regime_accuracy": 0.6}
+    text = format_comparison({"team": row, "buy_and_hold": row, "flat": row, "rule": row})
+    lines = {line.split("  ")[0].strip(): line for line in text.splitlines()}
+    assert "sharpe (per bar)" in lines and "sortino (per bar)" in lines
+    consensus = lines["consensus_rate"].split()
+    assert consensus[1:] == ["100.00%", "100.00%"]  # team and rule only; the fixed baselines are blank
+    assert lines["regime_accuracy"].split()[1:] == ["60.00%", "60.00%"]
