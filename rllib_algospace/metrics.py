@@ -42,6 +42,17 @@ class EpisodeRecord:
         return m
 
 
+def sortino_ratio(returns, periods_per_year: float) -> float:
+    """Mean over downside deviation (root mean square of the negative part)
+    of simple returns, annualised by sqrt(periods per year); 0 without losses."""
+    returns = np.asarray(returns, dtype=np.float64)
+    if not len(returns):
+        return 0.0
+    downside = np.minimum(returns, 0.0)
+    down_dev = float(np.sqrt(np.mean(downside * downside)))
+    return float(returns.mean() / down_dev * math.sqrt(periods_per_year)) if down_dev > 0 else 0.0
+
+
 def max_drawdown(equity: np.ndarray) -> float:
     """Largest fall from a running peak, as a share of that peak."""
     equity = np.asarray(equity, dtype=np.float64)
@@ -71,9 +82,7 @@ def trading_metrics(
     annual = math.sqrt(bars_per_year)
     std = float(returns.std(ddof=1)) if n > 1 else 0.0
     sharpe = float(returns.mean() / std * annual) if std > 0 else 0.0
-    downside = np.minimum(returns, 0.0)
-    down_dev = float(np.sqrt(np.mean(downside * downside))) if n else 0.0
-    sortino = float(returns.mean() / down_dev * annual) if down_dev > 0 else 0.0
+    sortino = sortino_ratio(returns, bars_per_year)
     mdd = max_drawdown(equity)
     years = n / bars_per_year if bars_per_year > 0 else 0.0
     growth = equity[-1] / equity[0] if len(equity) else 1.0

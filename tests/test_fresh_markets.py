@@ -108,3 +108,17 @@ def test_evaluate_cli_with_fresh_markets(tiny_checkpoint, tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "seed 1 made the training data" in err
 
+
+
+def test_sortino_from_daily_returns_beside_sharpe():
+    import numpy as np
+
+    from rllib_algospace.evaluation.fresh import daily_returns, series_metrics
+    from rllib_algospace.metrics import sortino_ratio
+
+    rng = np.random.default_rng(0)
+    r = rng.normal(2e-5, 1e-3, 288 * 60)
+    ts = 1_700_000_000 + 300 * np.arange(len(r))
+    m = series_metrics(r, ts, [], np.zeros(len(r), bool), np.zeros(len(r), bool), bars_per_year=288 * 252, n_boot=50)
+    assert m["sortino_daily"] == sortino_ratio(daily_returns(r, ts), 252.0) and m["sortino_daily"] != 0.0
+    assert sortino_ratio([0.01, 0.02], 252) == 0.0  # no losses

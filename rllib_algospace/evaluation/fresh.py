@@ -20,7 +20,7 @@ import re
 
 import numpy as np
 
-from rllib_algospace.evaluation.runner import BASELINES, EvaluationRun, run_policy
+from rllib_algospace.evaluation.runner import EvaluationRun, run_policy
 
 DAYS_PER_YEAR = 252.0
 SPLITS = ("train", "val", "test")
@@ -83,7 +83,7 @@ def daily_returns(step_return: np.ndarray, timestamp: np.ndarray) -> np.ndarray:
 def series_metrics(step_return, timestamp, trade_pnls, agreed, entry_proposed, *, bars_per_year: float, n_boot: int = 1000, seed: int = 0, with_consensus: bool = True) -> dict:
     """Return, drawdown, trades and both Sharpe ratios (with 95% intervals) of
     one chained return series."""
-    from rllib_algospace.metrics import max_drawdown
+    from rllib_algospace.metrics import max_drawdown, sortino_ratio
     from rllib_algospace.stats import sharpe_ci
 
     r = np.asarray(step_return, dtype=np.float64)
@@ -97,6 +97,7 @@ def series_metrics(step_return, timestamp, trade_pnls, agreed, entry_proposed, *
         "total_return": float(equity[-1] - 1.0),
         "sharpe_daily": day_ci.estimate,
         "sharpe_daily_ci95": [day_ci.low, day_ci.high],
+        "sortino_daily": sortino_ratio(daily, DAYS_PER_YEAR),
         "sharpe_per_bar": bar_ci.estimate,
         "sharpe_per_bar_ci95": [bar_ci.low, bar_ci.high],
         "max_drawdown": max_drawdown(equity),
@@ -185,7 +186,7 @@ def evaluate_fresh_markets(policy, *, env_config: dict, n: int, first_seed: int 
 def format_fresh_summary(title: str, results: dict[str, dict], met: dict[str, bool] | None = None) -> str:
     """A table of daily and per-bar Sharpe with intervals, drawdown, win rate,
     consensus and trades per policy, then the targets."""
-    lines = [title, f"{'policy':<14}{'Sharpe daily [95% CI]':>28}{'Sharpe/bar [95% CI]':>28}{'max DD':>9}{'win':>8}{'consensus':>11}{'trades':>8}"]
+    lines = [title, f"{'policy':<14}{'Sharpe daily [95% CI]':>28}{'Sortino daily':>14}{'Sharpe/bar [95% CI]':>28}{'max DD':>9}{'win':>8}{'consensus':>11}{'trades':>8}"]
 
     def ci(est, band):
         return f"{est:+.2f} [{band[0]:+.2f}, {band[1]:+.2f}]"
@@ -194,7 +195,8 @@ def format_fresh_summary(title: str, results: dict[str, dict], met: dict[str, bo
         return "n/a" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.1%}"
 
     for name, m in results.items():
-        lines.append(f"{name:<14}{ci(m['sharpe_daily'], m['sharpe_daily_ci95']):>28}{ci(m['sharpe_per_bar'], m['sharpe_per_bar_ci95']):>28}"
+        sortino = m.get("sortino_daily")
+        lines.append(f"{name:<14}{ci(m['sharpe_daily'], m['sharpe_daily_ci95']):>28}{'n/a' if sortino is None else f'{sortino:+.2f}':>14}{ci(m['sharpe_per_bar'], m['sharpe_per_bar_ci95']):>28}"
                      f"{pct(m['max_drawdown']):>9}{pct(m['win_rate']):>8}{pct(m['consensus_rate']):>11}{m['trades']:>8}")
     if met is not None:
         lines.append("targets (team): " + ", ".join(f"{k} {TARGETS[k][0]} {TARGETS[k][1]:g}: {'met' if ok else 'NOT met'}" for k, ok in met.items()))
