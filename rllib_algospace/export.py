@@ -41,6 +41,8 @@ from pathlib import Path
 
 import numpy as np
 
+from envs.data.errors import DataError
+from envs.data.store import require_free_space
 from rllib_algospace.inference.bundle import (
     ACTORS_DIR,
     BUNDLE_FORMAT,
@@ -474,6 +476,12 @@ def export_bundle(
         if keep:
             chosen, chosen_teams, precision = int8_members, int8_teams, "int8"
 
+    # Each actor is saved twice (alone and in the member's team module); TorchScript adds code and metadata.
+    params = sum(p.numel() * p.element_size() for m in members for mod in m["modules"].values() for p in mod.parameters())
+    try:
+        require_free_space(out.parent, 3 * params + (2 << 20) * len(members), f"the bundle {out}")
+    except DataError as exc:
+        raise ExportError(str(exc)) from None
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:

@@ -293,3 +293,15 @@ def test_hostile_manifests_are_refused_in_one_line(bundle, tmp_path):
         text = str(err.value)
         assert "\n" not in text and str(copy_dir) in text, (name, text)
         shutil.rmtree(copy_dir)
+
+
+def test_export_refuses_a_full_disk_and_leaves_nothing(tiny_checkpoint, tmp_path, monkeypatch):
+    import collections
+
+    from rllib_algospace.export import ExportError, export_bundle
+
+    usage = collections.namedtuple("usage", "total used free")
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: usage(10**9, 10**9 - 1000, 1000))
+    with pytest.raises(ExportError, match=r"not enough free space to write the bundle .*MB free"):
+        export_bundle(tiny_checkpoint, tmp_path / "out" / "bundle")
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())

@@ -181,3 +181,20 @@ def test_a_foreign_hdf5_file_is_named(tmp_path):
         f.create_dataset("x", data=np.arange(3))
     with pytest.raises(DataError, match=r"foreign\.h5: not a market file of this package: attribute 'source' is missing"):
         MarketData(foreign)
+
+
+def test_a_full_disk_is_refused_before_writing(tmp_path, monkeypatch, capsys):
+    """HDF5 can crash outright on a full disk: synth and prepare check the
+    space first, say how much is needed, and leave nothing behind."""
+    import collections
+    import shutil
+
+    from rllib_algospace import cli
+
+    usage = collections.namedtuple("usage", "total used free")
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: usage(10**9, 10**9 - 1000, 1000))
+    out = tmp_path / "full" / "m.h5"
+    assert cli.main(["data", "synth", "--out", str(out), "--bars", "3000"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"algospace: error: {out.parent}: not enough free space to write {out}: needs about ") and err.endswith("MB, 0.0 MB free")
+    assert not out.exists() and (not out.parent.exists() or not any(out.parent.iterdir()))

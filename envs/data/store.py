@@ -110,6 +110,21 @@ def _dataset(group: h5py.Group, name: str, data: np.ndarray) -> h5py.Dataset:
     )
 
 
+def require_free_space(folder: str | os.PathLike, needed_bytes: int, what: str) -> None:
+    """Refuse to start a write that cannot fit (HDF5 and torch can crash
+    outright on a full disk, leaving no chance to clean up): ``DataError``
+    naming the folder, the space needed and the space free."""
+    import shutil
+
+    folder = Path(folder)
+    probe = folder
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    free = shutil.disk_usage(probe).free
+    if free < needed_bytes:
+        raise DataError(str(folder), None, f"not enough free space to write {what}: needs about {needed_bytes / 1e6:.1f} MB, {free / 1e6:.1f} MB free")
+
+
 def write_market_file(
     out: str | os.PathLike,
     base: Bars,
@@ -122,6 +137,10 @@ def write_market_file(
     """Write the whole file to a temporary name beside ``out``, then rename, so
     a crash or a bad input never leaves a half-written file behind."""
     out = Path(out)
+    # uncompressed size: compression usually halves it, so this leaves a margin
+    needed = sum(a.nbytes for a in (base.timestamp, base.open, base.high, base.low, base.close, base.volume, htf.timestamp, htf.close))
+    needed += 5 * htf.close.nbytes + sum(np.asarray(getattr(features, m)).nbytes for m in MATRICES) + (1 << 20)
+    require_free_space(out.parent, needed, str(out))
     out.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
     os.close(fd)
