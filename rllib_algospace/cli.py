@@ -401,7 +401,9 @@ def quiet_libraries(with_ray: bool = False) -> None:
     import warnings
 
     if with_ray:
-        import ray  # noqa: F401  (Ray sets its loggers' levels when imported: set ours after)
+        import importlib
+
+        importlib.import_module("ray")  # Ray sets its loggers' levels when imported: set ours after
     for name in NOISY_LOGGERS:
         logging.getLogger(name).setLevel(logging.ERROR)
     warnings.filterwarnings("ignore", module=NOISY_WARNING_MODULES)

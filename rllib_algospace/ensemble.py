@@ -796,9 +796,8 @@ def evaluate_ensemble(
     ``results`` (``ensemble``, ``m0``.., the baselines), ``members``,
     ``diversity`` and the report paths.
     """
-    from rllib_algospace.evaluate import _NOT_CARRIED
     from rllib_algospace.evaluation import BASELINES, Comparison, evaluate_with_baselines, json_safe, run_policy, write_report
-    from rllib_algospace.team_policy import checkpoint_data, checkpoint_metadata
+    from rllib_algospace.team_policy import checkpoint_data, checkpoint_env_overrides, checkpoint_metadata
 
     if isinstance(source, EnsembleTeamPolicy):
         policy, manifest = source, getattr(source, "manifest", None)
@@ -810,7 +809,7 @@ def evaluate_ensemble(
     meta = checkpoint_metadata(policy.checkpoints[0])
     env_config = meta.get("env_config", {})
     data = checkpoint_data(meta, data)
-    overrides = {k: v for k, v in env_config.items() if k not in _NOT_CARRIED}
+    overrides = checkpoint_env_overrides(env_config)
     if not full_split and episodes is None:
         full_split = True
     kwargs = dict(data=data, split=split, episodes=episodes, full_split=full_split, episode_length=episode_length, seed=seed, env_overrides=overrides)
@@ -892,6 +891,6 @@ def format_diversity(div: dict) -> str:
 
 def format_ensemble_report(report: dict) -> str:
     """Members legend, the results table (ensemble, members, baselines) and the diversity table."""
-    from rllib_algospace.evaluate import format_comparison
+    from rllib_algospace.evaluation.runner import format_comparison
 
     return "\n".join(["members:", format_members(report["members"]), format_comparison(report["results"]), format_diversity(report["diversity"])])

@@ -3,15 +3,13 @@ baseline on the same bars, with a JSON report and a PNG of equity, drawdown
 and position."""
 from __future__ import annotations
 
-import math
 import os
 from pathlib import Path
 
-from rllib_algospace.team_policy import ModuleTeamPolicy, checkpoint_data, checkpoint_metadata, find_checkpoint
+from rllib_algospace.evaluation.runner import SUMMARY_KEYS, format_comparison
+from rllib_algospace.team_policy import ModuleTeamPolicy, checkpoint_data, checkpoint_env_overrides, checkpoint_metadata, find_checkpoint
 
-# Env keys the evaluation sets itself, or that only training uses.
-_NOT_CARRIED = {"data", "split", "episode_length", "random_start", "render_mode", "infos", "task", "tasks", "in_memory"}
-SUMMARY_KEYS = ("total_return", "sharpe", "sortino", "calmar", "max_drawdown", "win_rate", "profit_factor", "trades", "exposure", "consensus_rate", "regime_accuracy")
+__all__ = ["SUMMARY_KEYS", "evaluate_checkpoint", "format_comparison", "format_intervals"]
 
 
 def evaluate_checkpoint(
@@ -61,7 +59,7 @@ def evaluate_checkpoint(
     meta = checkpoint_metadata(checkpoint)
     env_config = meta.get("env_config", {})
     data = checkpoint_data(meta, data)
-    overrides = {k: v for k, v in env_config.items() if k not in _NOT_CARRIED}
+    overrides = checkpoint_env_overrides(env_config)
     policy = ModuleTeamPolicy.from_checkpoint(checkpoint)
     if not full_split and episodes is None:
         full_split = True  # the default: one pass over the whole split
@@ -90,39 +88,6 @@ def evaluate_checkpoint(
 
         report.update(add_stress_section(policy, results.runs["team"], out_dir, data=data, split=split, env_overrides=overrides, seed=seed, json_path=json_path))
     return report
-
-
-# Metrics that mean something only for a team whose agents decide apart:
-# a baseline's fixed calls make them blank (its "consensus" is by construction).
-AGENT_METRICS = ("consensus_rate", "regime_accuracy")
-FIXED_BASELINES = ("buy_and_hold", "flat")
-METRIC_LABELS = {"sharpe": "sharpe (per bar)", "sortino": "sortino (per bar)", "calmar": "calmar (per bar)"}
-
-
-def format_comparison(results: dict) -> str:
-    """A table: one row per metric, one column per policy. Ratios here are
-    annualised from per-bar returns (the daily ones follow in
-    ``format_intervals``); agent metrics are blank for the fixed baselines."""
-    names = list(results)
-    width = max(16, *(len(METRIC_LABELS.get(k, k)) + 1 for k in SUMMARY_KEYS))
-    lines = [f"{'metric':<{width}}" + "".join(f"{n:>14}" for n in names)]
-    percent = {"total_return", "max_drawdown", "win_rate", "exposure", "consensus_rate", "regime_accuracy"}
-    for key in SUMMARY_KEYS:
-        cells = []
-        for n in names:
-            value = results[n].get(key, math.nan)
-            if key in AGENT_METRICS and n in FIXED_BASELINES:
-                cells.append("")
-            elif value is None or (isinstance(value, float) and math.isnan(value)):
-                cells.append("n/a")
-            elif key in percent:
-                cells.append(f"{value:.2%}")
-            elif key == "trades":
-                cells.append(f"{int(value)}")
-            else:
-                cells.append(f"{value:.3f}")
-        lines.append(f"{METRIC_LABELS.get(key, key):<{width}}" + "".join(f"{c:>14}" for c in cells))
-    return "\n".join(lines)
 
 
 def format_intervals(report: dict) -> str:

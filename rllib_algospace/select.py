@@ -72,7 +72,7 @@ from rllib_algospace.stress import (
     to_html,
     to_markdown,
 )
-from rllib_algospace.team_policy import METADATA_FILE, RESULT_FILES, CheckpointError, best_checkpoints, finite_number, run_score
+from rllib_algospace.team_policy import METADATA_FILE, RESULT_FILES, CheckpointError, best_checkpoints, checkpoint_env_overrides, finite_number, run_score
 
 DATA_MISSING = "_data_missing"  # a candidate's training data that is gone (see team_policy.checkpoint_data)
 
@@ -180,14 +180,6 @@ def _load_ensemble(c: Candidate):
 CANDIDATE_LOADERS = {"checkpoint": _load_checkpoint, "ensemble": _load_ensemble}
 
 
-def _env_overrides(env_config: dict) -> dict:
-    try:
-        from rllib_algospace.evaluate import _NOT_CARRIED as not_carried
-    except ImportError:  # pragma: no cover
-        not_carried = {"data", "split", "episode_length", "random_start", "render_mode", "infos", "task", "tasks", "in_memory"}
-    return {k: v for k, v in env_config.items() if k not in not_carried}
-
-
 # -- selection -----------------------------------------------------------------------------------------
 def _paired(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     n = min(len(a), len(b))
@@ -251,7 +243,7 @@ def select_best(
             skipped.append({"name": c.name, "path": c.path, "reason": missing})
             continue
         c_data = data or env_config.get("data")
-        overrides = _env_overrides(env_config)
+        overrides = checkpoint_env_overrides(env_config)
         run = run_policy(policy, data=c_data, split=split, full_split=True, env_overrides=overrides, seed=seed)
         key = json.dumps([run.meta["data"], overrides], sort_keys=True, default=str)
         if key not in bh_runs:

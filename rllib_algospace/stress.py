@@ -699,12 +699,17 @@ def add_ensemble_stress_section(manifest, report: dict, *, seed: int = 0) -> dic
     ``rllib_algospace.ensemble.evaluate_ensemble`` (``report`` is its return
     value; the regime adaptability comes from the ensemble's unstressed
     full-split run)."""
-    from rllib_algospace.select import Candidate, _env_overrides, _load_ensemble
+    from rllib_algospace.ensemble import EnsembleTeamPolicy
+    from rllib_algospace.team_policy import checkpoint_env_overrides, checkpoint_metadata
 
-    policy, env_config = _load_ensemble(Candidate(name="ensemble", kind="ensemble", path=str(manifest)))
+    policy = EnsembleTeamPolicy.from_manifest(str(manifest))
+    env_config = getattr(policy, "env_config", None)
+    if env_config is None:
+        checkpoints = [p for p in getattr(policy, "checkpoints", []) if p]
+        env_config = checkpoint_metadata(checkpoints[0]).get("env_config", {}) if checkpoints else {}
     json_path = Path(report["json"])
     data = report.get("data") or env_config.get("data")
-    return add_stress_section(policy, None, json_path.parent, data=data, split=report["split"], env_overrides=_env_overrides(env_config), seed=seed, json_path=json_path)
+    return add_stress_section(policy, None, json_path.parent, data=data, split=report["split"], env_overrides=checkpoint_env_overrides(env_config), seed=seed, json_path=json_path)
 
 
 def format_stress(result: dict) -> str:

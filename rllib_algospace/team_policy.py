@@ -177,6 +177,16 @@ def checkpoint_metadata(checkpoint: str | os.PathLike) -> dict:
     return meta
 
 
+# Env settings a checkpoint records that an evaluation sets itself (data, split, episodes ...).
+NOT_CARRIED = frozenset({"data", "split", "episode_length", "random_start", "render_mode", "infos", "task", "tasks", "in_memory"})
+
+
+def checkpoint_env_overrides(env_config: dict) -> dict:
+    """The env settings of a checkpoint that an evaluation must keep (costs,
+    leverage, rewards ...): all but ``NOT_CARRIED``."""
+    return {k: v for k, v in env_config.items() if k not in NOT_CARRIED}
+
+
 def checkpoint_data(meta: dict, override: str | os.PathLike | None = None) -> str | None:
     """The market file to run a checkpoint on: ``override`` (``--data``),
     else the one it was trained on; raises ``CheckpointError`` (one line

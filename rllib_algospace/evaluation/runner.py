@@ -41,6 +41,7 @@ from rllib_algospace.metrics import EpisodeRecord
 from rllib_algospace.policies import RuleTeamPolicy, buy_and_hold_policy, flat_policy
 
 RUNNER_KEYS = ("data", "split", "episode_length", "random_start", "render_mode")
+SUMMARY_KEYS = ("total_return", "sharpe", "sortino", "calmar", "max_drawdown", "win_rate", "profit_factor", "trades", "exposure", "consensus_rate", "regime_accuracy")
 BASELINES = ("buy_and_hold", "flat", "rule")
 
 
@@ -484,3 +485,35 @@ def _figure(run: EvaluationRun, baselines: dict[str, EvaluationRun]):
     fig.tight_layout()
     return fig
 
+
+# Metrics that mean something only for a team whose agents decide apart:
+# a baseline's fixed calls make them blank (its "consensus" is by construction).
+AGENT_METRICS = ("consensus_rate", "regime_accuracy")
+FIXED_BASELINES = ("buy_and_hold", "flat")
+METRIC_LABELS = {"sharpe": "sharpe (per bar)", "sortino": "sortino (per bar)", "calmar": "calmar (per bar)"}
+
+
+def format_comparison(results: dict) -> str:
+    """A table: one row per metric, one column per policy. Ratios here are
+    annualised from per-bar returns (the daily ones follow in
+    ``format_intervals``); agent metrics are blank for the fixed baselines."""
+    names = list(results)
+    width = max(16, *(len(METRIC_LABELS.get(k, k)) + 1 for k in SUMMARY_KEYS))
+    lines = [f"{'metric':<{width}}" + "".join(f"{n:>14}" for n in names)]
+    percent = {"total_return", "max_drawdown", "win_rate", "exposure", "consensus_rate", "regime_accuracy"}
+    for key in SUMMARY_KEYS:
+        cells = []
+        for n in names:
+            value = results[n].get(key, math.nan)
+            if key in AGENT_METRICS and n in FIXED_BASELINES:
+                cells.append("")
+            elif value is None or (isinstance(value, float) and math.isnan(value)):
+                cells.append("n/a")
+            elif key in percent:
+                cells.append(f"{value:.2%}")
+            elif key == "trades":
+                cells.append(f"{int(value)}")
+            else:
+                cells.append(f"{value:.3f}")
+        lines.append(f"{METRIC_LABELS.get(key, key):<{width}}" + "".join(f"{c:>14}" for c in cells))
+    return "\n".join(lines)
