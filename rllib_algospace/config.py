@@ -104,12 +104,12 @@ class ConfigError(ValueError):
         self.key = key
 
 
-def _short(value: Any, limit: int = 60) -> str:
+def short_repr(value: Any, limit: int = 60) -> str:
     text = " ".join(repr(value).split())
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-def _is_int(v: Any) -> bool:
+def is_int(v: Any) -> bool:
     return isinstance(v, int) and not isinstance(v, bool)
 
 
@@ -134,7 +134,7 @@ def _range_text(lo, hi, lo_open, hi_open) -> str:
 def _check_range(v, fail: Fail, lo, hi, lo_open, hi_open) -> None:
     bad = (lo is not None and (v <= lo if lo_open else v < lo)) or (hi is not None and (v >= hi if hi_open else v > hi))
     if bad:
-        fail(f"must be {_range_text(lo, hi, lo_open, hi_open)}, got {_short(v)}")
+        fail(f"must be {_range_text(lo, hi, lo_open, hi_open)}, got {short_repr(v)}")
 
 
 class _Kind(ABC):
@@ -158,7 +158,7 @@ class _Kind(ABC):
         """The checked value, or ``fail(problem)``."""
 
     def _type_error(self, v: Any, fail: Fail):
-        fail(f"expected {self.expected()}{' or null' if self.optional else ''}, got {_short(v)}")
+        fail(f"expected {self.expected()}{' or null' if self.optional else ''}, got {short_repr(v)}")
 
 
 class Int(_Kind):
@@ -169,11 +169,11 @@ class Int(_Kind):
         return "an integer"
 
     def convert(self, v, fail):
-        if not _is_int(v):
+        if not is_int(v):
             self._type_error(v, fail)
         bad = (self.lo is not None and v < self.lo) or (self.hi is not None and v > self.hi)
         if bad:
-            fail(f"must be {_range_text(self.lo, self.hi, False, False)}, got {_short(v)}{self.hint}")
+            fail(f"must be {_range_text(self.lo, self.hi, False, False)}, got {short_repr(v)}{self.hint}")
         return int(v)
 
 
@@ -215,12 +215,12 @@ class Str(_Kind):
     def convert(self, v, fail):
         if not isinstance(v, str):
             if self.choices is not None:
-                fail(f"must be one of {', '.join(self.choices)}{', or null' if self.optional else ''}, got {_short(v)}")
+                fail(f"must be one of {', '.join(self.choices)}{', or null' if self.optional else ''}, got {short_repr(v)}")
             self._type_error(v, fail)
         if self.choices is not None and v not in self.choices:
             near = difflib.get_close_matches(v, self.choices, n=1)
             hint = f" (did you mean {near[0]}?)" if near else ""
-            fail(f"must be one of {', '.join(self.choices)}, got {_short(v)}{hint}")
+            fail(f"must be one of {', '.join(self.choices)}, got {short_repr(v)}{hint}")
         if self.choices is None and not v.strip():
             fail("must not be empty")
         if self.check is not None:
@@ -242,9 +242,9 @@ class AutoOr(_Kind):
     def convert(self, v, fail):
         if v == "auto":
             return "auto"
-        ok = _is_int(v) if self.integer else _is_number(v)
+        ok = is_int(v) if self.integer else _is_number(v)
         if not ok or v < self.lo:
-            fail(f"expected {self.expected()}, got {_short(v)}")
+            fail(f"expected {self.expected()}, got {short_repr(v)}")
         return int(v) if self.integer else float(v)
 
 
@@ -253,8 +253,8 @@ class Hiddens(_Kind):
         return "a non-empty list of positive integers"
 
     def convert(self, v, fail):
-        if not isinstance(v, (list, tuple)) or not v or not all(_is_int(x) and x > 0 for x in v):
-            fail(f"expected {self.expected()}, got {_short(v)}")
+        if not isinstance(v, (list, tuple)) or not v or not all(is_int(x) and x > 0 for x in v):
+            fail(f"expected {self.expected()}, got {short_repr(v)}")
         return tuple(int(x) for x in v)
 
 
@@ -292,7 +292,7 @@ _DURATION_HELP = "use e.g. 23h30m, 90m, 45s, 1.5h or a number of seconds"
 
 def _duration(value: Any, fail: Fail) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float, str)):
-        fail(f"expected a duration ({_DURATION_HELP}), got {_short(value)}")
+        fail(f"expected a duration ({_DURATION_HELP}), got {short_repr(value)}")
     if isinstance(value, str):
         text = "".join(value.split()).lower()
         try:
@@ -301,16 +301,16 @@ def _duration(value: Any, fail: Fail) -> float:
             m = _DURATION_RE.match(text)
             if not text or m is None or not any(m.groups()):
                 if text.startswith("-"):
-                    fail(f"must be > 0, got {_short(value)}")
-                fail(f"invalid duration {_short(value)} ({_DURATION_HELP})")
+                    fail(f"must be > 0, got {short_repr(value)}")
+                fail(f"invalid duration {short_repr(value)} ({_DURATION_HELP})")
             d, h, mi, s = (float(g) if g else 0.0 for g in m.groups())
             seconds = ((d * 24 + h) * 60 + mi) * 60 + s
     else:
         seconds = float(value)
     if not math.isfinite(seconds):
-        fail(f"invalid duration {_short(value)} ({_DURATION_HELP})")
+        fail(f"invalid duration {short_repr(value)} ({_DURATION_HELP})")
     if seconds <= 0:
-        fail(f"must be > 0, got {_short(value)}")
+        fail(f"must be > 0, got {short_repr(value)}")
     return float(seconds)
 
 
@@ -349,7 +349,7 @@ def _storage_path(path: str) -> str:
 
 def _check_name(name: str) -> str | None:
     if "/" in name or "\\" in name or name in (".", ".."):
-        return f"must be a plain folder name (no path separators), got {_short(name)}"
+        return f"must be a plain folder name (no path separators), got {short_repr(name)}"
     return None
 
 
@@ -360,17 +360,17 @@ def _check_warm_start(value: str) -> str | None:
     if value in TEACHER_NAMES:
         return None
     if is_uri(value):
-        return f"must be rule, oracle or a local warm-start file, got {_short(value)}"
+        return f"must be rule, oracle or a local warm-start file, got {short_repr(value)}"
     if not value.endswith(".pt"):
         near = difflib.get_close_matches(value, TEACHER_NAMES, n=1)
         hint = f" (did you mean {near[0]}?)" if near else ""
-        return f"must be rule, oracle or a warm-start file (.pt, from `algospace pretrain`), got {_short(value)}{hint}"
+        return f"must be rule, oracle or a warm-start file (.pt, from `algospace pretrain`), got {short_repr(value)}{hint}"
     return None
 
 
 def _check_local_file_name(path: str) -> str | None:
     if is_uri(path):
-        return f"must be a local file (URIs are not supported), got {_short(path)}"
+        return f"must be a local file (URIs are not supported), got {short_repr(path)}"
     return None
 
 
@@ -395,7 +395,7 @@ class StopConfig:
     timesteps_total: int | None = _opt(None, Int(lo=1, optional=True))  # env steps sampled
     time_budget: float | None = _opt(None, Duration(optional=True))  # seconds
 
-    def _cross(self, prefix: str, ctx: "_Ctx") -> None:
+    def _cross(self, prefix: str, ctx: "ConfigContext") -> None:
         if self.training_iteration is None and self.timesteps_total is None and self.time_budget is None:
             ctx.fail(prefix, "set at least one of training_iteration, timesteps_total, time_budget")
 
@@ -487,7 +487,7 @@ class AlgorithmConfig:
             if isinstance(value, list):
                 object.__setattr__(self, name, tuple(value))
 
-    def _cross(self, prefix: str, ctx: "_Ctx") -> None:
+    def _cross(self, prefix: str, ctx: "ConfigContext") -> None:
         if self.minibatch_size > self.train_batch_size:
             ctx.cross(
                 [f"{prefix}.minibatch_size", f"{prefix}.train_batch_size"],
@@ -531,10 +531,10 @@ _STAGE_KEYS = ("name", "episodes", "promote_when")
 _PROMOTE_KEYS = ("metric", "above", "below")
 
 
-def _stage(raw: Any, key: str, ctx: "_Ctx") -> CurriculumStage:
+def _stage(raw: Any, key: str, ctx: "ConfigContext") -> CurriculumStage:
     if isinstance(raw, CurriculumStage):
         return raw
-    raw = _as_mapping(raw, key, ctx)
+    raw = as_mapping(raw, key, ctx)
     for name in raw:
         if name not in _STAGE_KEYS:
             ctx.unknown(f"{key}.{name}", name, _STAGE_KEYS)
@@ -546,7 +546,7 @@ def _stage(raw: Any, key: str, ctx: "_Ctx") -> CurriculumStage:
     promote = raw.get("promote_when")
     if promote is not None:
         pkey = f"{key}.promote_when"
-        promote = _as_mapping(promote, pkey, ctx)
+        promote = as_mapping(promote, pkey, ctx)
         for k in promote:
             if k not in _PROMOTE_KEYS:
                 ctx.unknown(f"{pkey}.{k}", k, _PROMOTE_KEYS)
@@ -568,7 +568,7 @@ class CurriculumConfig:
 
     stages: tuple[CurriculumStage, ...] = _opt((), _StageList())
 
-    def _cross(self, prefix: str, ctx: "_Ctx") -> None:
+    def _cross(self, prefix: str, ctx: "ConfigContext") -> None:
         stages = tuple(_stage(raw, f"{prefix}.stages[{i}]", ctx) for i, raw in enumerate(self.stages))
         seen = set()
         for i, stage in enumerate(stages):
@@ -595,9 +595,9 @@ class _AgentList(_Kind):
             if name not in AGENT_NAMES:
                 near = difflib.get_close_matches(name, AGENT_NAMES, n=1)
                 hint = f" (did you mean {near[0]}?)" if near else ""
-                fail(f"unknown agent {_short(name)}{hint}; agents are {', '.join(AGENT_NAMES)}")
+                fail(f"unknown agent {short_repr(name)}{hint}; agents are {', '.join(AGENT_NAMES)}")
         if len(set(v)) != len(v):
-            fail(f"an agent is listed twice: {_short(list(v))}")
+            fail(f"an agent is listed twice: {short_repr(list(v))}")
         return tuple(a for a in AGENT_NAMES if a in v)  # the team's order
 
 
@@ -629,7 +629,7 @@ class PerAgentConfig:
             return ()
         return tuple(a for a in AGENT_NAMES if a not in self.train_agents)
 
-    def _cross(self, prefix: str, ctx: "_Ctx") -> None:
+    def _cross(self, prefix: str, ctx: "ConfigContext") -> None:
         if self.frozen_agents and self.frozen_policy == "checkpoint" and self.init_from is None:
             ctx.cross(
                 [f"{prefix}.frozen_policy", f"{prefix}.init_from", f"{prefix}.train_agents"],
@@ -682,7 +682,7 @@ class TrainConfig:
     @classmethod
     def from_dict(cls, d: Mapping, source: str = "<dict>") -> "TrainConfig":
         """Build and validate from a nested mapping (as ``to_dict`` gives, or a parsed YAML file)."""
-        return _build_train(d, _Ctx(source))
+        return build_train_config(d, ConfigContext(source))
 
     def to_dict(self) -> dict:
         """Plain nested dict (lists, not tuples); ``from_dict(to_dict())`` gives an equal config."""
@@ -754,7 +754,7 @@ def _to_plain(obj: Any) -> Any:
 # ---------------------------------------------------------------------------
 # Validation
 # ---------------------------------------------------------------------------
-class _Ctx:
+class ConfigContext:
     """Where errors come from: the file, or ``overrides`` for overridden keys."""
 
     def __init__(self, source: str, overridden: Iterable[str] = ()):
@@ -808,18 +808,18 @@ def _join(prefix: str, name: str) -> str:
     return f"{prefix}.{name}" if prefix else name
 
 
-def _as_mapping(raw: Any, key: str, ctx: _Ctx) -> dict:
+def as_mapping(raw: Any, key: str, ctx: ConfigContext) -> dict:
     if raw is None:
         return {}
     if not isinstance(raw, Mapping):
-        ctx.fail(key, f"expected a mapping, got {_short(raw)}")
+        ctx.fail(key, f"expected a mapping, got {short_repr(raw)}")
     for k in raw:
         if not isinstance(k, str):
-            ctx.fail(key, f"keys must be strings, got {_short(k)}")
+            ctx.fail(key, f"keys must be strings, got {short_repr(k)}")
     return dict(raw)
 
 
-def _canonical_aliases(cls: type, raw: dict, prefix: str, ctx: _Ctx) -> dict:
+def _canonical_aliases(cls: type, raw: dict, prefix: str, ctx: ConfigContext) -> dict:
     for alias, canon in getattr(cls, "_aliases", {}).items():
         if alias in raw:
             if canon in raw:
@@ -828,12 +828,12 @@ def _canonical_aliases(cls: type, raw: dict, prefix: str, ctx: _Ctx) -> dict:
     return raw
 
 
-def _build_section(cls: type, raw: Any, prefix: str, ctx: _Ctx) -> Any:
+def _build_section(cls: type, raw: Any, prefix: str, ctx: ConfigContext) -> Any:
     """The section ``cls`` from ``raw``; a refused key is recorded in ``ctx``
     and left at its default, so every key is checked (cross-key checks run
     only on a section without errors)."""
     errors_before = len(ctx.errors)
-    raw = ctx.attempt(lambda: _canonical_aliases(cls, _as_mapping(raw, prefix, ctx), prefix, ctx))
+    raw = ctx.attempt(lambda: _canonical_aliases(cls, as_mapping(raw, prefix, ctx), prefix, ctx))
     if raw is FAILED:
         return cls()
     specs = [f for f in fields(cls) if not f.metadata.get("internal")]
@@ -878,8 +878,8 @@ def _env_kind(annotation: Any) -> _Kind | None:
 _ENV_ERROR_RE = re.compile(r"^environment config (\w+)=.*?: (.*)$", re.S)
 
 
-def _build_env(raw: Any, ctx: _Ctx) -> dict:
-    raw = _as_mapping(raw, "env", ctx)
+def _build_env(raw: Any, ctx: ConfigContext) -> dict:
+    raw = as_mapping(raw, "env", ctx)
     env_fields = {f.name: f for f in fields(MarketEnvConfig)}
     allowed = [n for n in env_fields if n not in ENV_EXCLUDED_KEYS]
     out = {}
@@ -901,7 +901,7 @@ def _build_env(raw: Any, ctx: _Ctx) -> dict:
     return out
 
 
-def _check_env(cfg: TrainConfig, raw_env: Mapping, ctx: _Ctx) -> None:
+def _check_env(cfg: TrainConfig, raw_env: Mapping, ctx: ConfigContext) -> None:
     env, data = cfg.env, cfg.data
     if env.get("tasks"):
         if data.path is not None:
@@ -921,8 +921,8 @@ def _check_env(cfg: TrainConfig, raw_env: Mapping, ctx: _Ctx) -> None:
         name, problem = m.group(1), m.group(2)
         got = raw_env[name] if name in raw_env else cfg.env_config("train").get(name)
         if name == "task" and "task" not in raw_env and data.path is None and not env.get("tasks"):
-            ctx.fail("data.preset", f"{problem}, got {_short(got)}")
-        ctx.fail(f"env.{name}", f"{problem}, got {_short(got)}")
+            ctx.fail("data.preset", f"{problem}, got {short_repr(got)}")
+        ctx.fail(f"env.{name}", f"{problem}, got {short_repr(got)}")
 
 
 # Top-level sections that belong to another command (``ensemble``: ``algospace
@@ -931,14 +931,14 @@ def _check_env(cfg: TrainConfig, raw_env: Mapping, ctx: _Ctx) -> None:
 EXTRA_SECTIONS = {"ensemble": "rllib_algospace.ensemble:check_ensemble_section", "search": "rllib_algospace.hpo:check_search_section"}
 
 
-def _extra_section_check(where: str) -> Callable[[Any, "_Ctx"], Any]:
+def _extra_section_check(where: str) -> Callable[[Any, "ConfigContext"], Any]:
     import importlib
 
     module, _, function = where.partition(":")
     return getattr(importlib.import_module(module), function)
 
 
-def _check_curriculum(cfg: TrainConfig, ctx: _Ctx) -> None:
+def _check_curriculum(cfg: TrainConfig, ctx: ConfigContext) -> None:
     """Stage names are tasks of the env: keys of env.tasks, or with the default
     data the presets; early promotion needs validation."""
     stages = cfg.curriculum.stages
@@ -953,7 +953,7 @@ def _check_curriculum(cfg: TrainConfig, ctx: _Ctx) -> None:
             near = difflib.get_close_matches(stage.name, known, n=1)
             hint = f" (did you mean {near[0]}?)" if near else ""
             where = "a key of env.tasks" if tasks else "a preset of the default data"
-            ctx.fail(f"curriculum.stages[{i}].name", f"must be {where} ({', '.join(known)}), got {_short(stage.name)}{hint}")
+            ctx.fail(f"curriculum.stages[{i}].name", f"must be {where} ({', '.join(known)}), got {short_repr(stage.name)}{hint}")
         if stage.promote_when is not None and cfg.evaluation.every_iterations == 0:
             ctx.cross(
                 [f"curriculum.stages[{i}].promote_when", "evaluation.every_iterations"],
@@ -963,13 +963,13 @@ def _check_curriculum(cfg: TrainConfig, ctx: _Ctx) -> None:
         ctx.cross(["env.task", "curriculum.stages"], f"env.task ({cfg.env['task']!r}) differs from the first curriculum stage ({stages[0].name!r}); leave env.task out")
 
 
-def _build_train(raw: Any, ctx: _Ctx) -> TrainConfig:
+def build_train_config(raw: Any, ctx: ConfigContext) -> TrainConfig:
     if not isinstance(raw, Mapping):
         raise ConfigError(
             f"{ctx.source}: expected a mapping of sections (experiment, data, env, algorithm, resources, evaluation) at the top level, got {type(raw).__name__}",
             source=ctx.source,
         )
-    raw = _as_mapping(raw, "<top level>", ctx)
+    raw = as_mapping(raw, "<top level>", ctx)
     specs = [f for f in fields(TrainConfig) if not f.metadata.get("internal")]
     names = [f.name for f in specs]
     for name in raw:
@@ -990,7 +990,7 @@ def _build_train(raw: Any, ctx: _Ctx) -> TrainConfig:
             kwargs[f.name] = value
     cfg = TrainConfig(**kwargs, source=ctx.source)
     ctx.raise_errors()  # every key's problem, before the checks across sections
-    _check_env(cfg, _as_mapping(raw.get("env"), "env", ctx), ctx)
+    _check_env(cfg, as_mapping(raw.get("env"), "env", ctx), ctx)
     _check_curriculum(cfg, ctx)
     score, every = cfg.experiment.checkpoint.score, cfg.evaluation.every_iterations
     if score.startswith("val_") and every == 0:
@@ -1039,7 +1039,7 @@ def _yaml_error(source: str, exc: yaml.YAMLError) -> ConfigError:
     return ConfigError(f"{source}: {where}invalid YAML: {problem}", source=source)
 
 
-def _read_yaml(path: str | os.PathLike) -> Any:
+def read_yaml(path: str | os.PathLike) -> Any:
     source = os.fspath(path)
     try:
         with open(os.path.expanduser(source), encoding="utf-8") as fh:
@@ -1080,11 +1080,11 @@ def _cycle(node: Any, path: str = "", open_nodes: set | None = None) -> str | No
     return None
 
 
-def _copy_tree(raw: Any) -> Any:
+def copy_tree(raw: Any) -> Any:
     if isinstance(raw, Mapping):
-        return {k: _copy_tree(v) for k, v in raw.items()}
+        return {k: copy_tree(v) for k, v in raw.items()}
     if isinstance(raw, list):
-        return [_copy_tree(v) for v in raw]
+        return [copy_tree(v) for v in raw]
     return raw
 
 
@@ -1096,17 +1096,17 @@ def _section_class(path: list[str]) -> type | None:
     return cls
 
 
-def _apply_overrides(raw: Any, source: str, overrides: Mapping[str, Any]) -> tuple[dict, list[str]]:
+def apply_overrides(raw: Any, source: str, overrides: Mapping[str, Any]) -> tuple[dict, list[str]]:
     if not isinstance(raw, Mapping):
-        _build_train(raw, _Ctx(source))  # raises the top-level error
+        build_train_config(raw, ConfigContext(source))  # raises the top-level error
     if not isinstance(overrides, Mapping):
-        raise ConfigError(f"{OVERRIDES_SOURCE}: expected a mapping of dotted keys to values, got {_short(overrides)}", source=OVERRIDES_SOURCE)
-    tree = _copy_tree(raw)
+        raise ConfigError(f"{OVERRIDES_SOURCE}: expected a mapping of dotted keys to values, got {short_repr(overrides)}", source=OVERRIDES_SOURCE)
+    tree = copy_tree(raw)
     keys = []
     for dotted, value in overrides.items():
         parts = dotted.split(".") if isinstance(dotted, str) else []
         if not parts or not all(p.strip() for p in parts):
-            raise ConfigError(f"{OVERRIDES_SOURCE}: bad key {_short(dotted)} (expected a dotted key like algorithm.lr)", source=OVERRIDES_SOURCE)
+            raise ConfigError(f"{OVERRIDES_SOURCE}: bad key {short_repr(dotted)} (expected a dotted key like algorithm.lr)", source=OVERRIDES_SOURCE)
         # aliases: the override replaces the key under either name
         cls = _section_class(parts[:-1])
         aliases = getattr(cls, "_aliases", {}) if cls is not None else {}
@@ -1119,23 +1119,23 @@ def _apply_overrides(raw: Any, source: str, overrides: Mapping[str, Any]) -> tup
             elif not isinstance(child, dict):
                 where = ".".join(parts[: i + 1])
                 raise ConfigError(
-                    f"{OVERRIDES_SOURCE}: {dotted}: {where} is not a mapping in {source} (it is {_short(child)})", source=OVERRIDES_SOURCE, key=dotted
+                    f"{OVERRIDES_SOURCE}: {dotted}: {where} is not a mapping in {source} (it is {short_repr(child)})", source=OVERRIDES_SOURCE, key=dotted
                 )
             node = child
         for alias, target in aliases.items():
             if target == canon:
                 node.pop(alias, None)
         node.pop(parts[-1], None)
-        node[canon] = _copy_tree(value)
+        node[canon] = copy_tree(value)
         keys.append(".".join(parts[:-1] + [canon]))
     return tree, keys
 
 
 def _from_raw(raw: Any, source: str, overrides: Mapping[str, Any] | None) -> TrainConfig:
     if overrides:
-        raw, keys = _apply_overrides(raw, source, overrides)
-        return _build_train(raw, _Ctx(source, keys))
-    return _build_train(raw, _Ctx(source))
+        raw, keys = apply_overrides(raw, source, overrides)
+        return build_train_config(raw, ConfigContext(source, keys))
+    return build_train_config(raw, ConfigContext(source))
 
 
 def load_config(path: str | os.PathLike | None = None, overrides: Mapping[str, Any] | None = None, *, check_files: bool = False) -> TrainConfig:
@@ -1150,7 +1150,7 @@ def load_config(path: str | os.PathLike | None = None, overrides: Mapping[str, A
     if path is None:
         raw, source = {}, DEFAULTS_SOURCE
     else:
-        raw, source = _read_yaml(path), os.fspath(path)
+        raw, source = read_yaml(path), os.fspath(path)
     cfg = _from_raw(raw, source, overrides)
     if check_files:
         cfg.check_files()
@@ -1165,12 +1165,12 @@ def parse_overrides(items: Iterable[str]) -> dict:
         key, sep, text = str(item).partition("=")
         key = key.strip()
         if not sep or not key:
-            raise ConfigError(f"{OVERRIDES_SOURCE}: {_short(item)}: expected KEY=VALUE, e.g. algorithm.lr=1e-3", source=OVERRIDES_SOURCE)
+            raise ConfigError(f"{OVERRIDES_SOURCE}: {short_repr(item)}: expected KEY=VALUE, e.g. algorithm.lr=1e-3", source=OVERRIDES_SOURCE)
         try:
             value = yaml.load(text, Loader=_Loader) if text.strip() else None
         except yaml.YAMLError as exc:
             problem = getattr(exc, "problem", None) or str(exc)
-            raise ConfigError(f"{OVERRIDES_SOURCE}: {key}: invalid value {_short(text)}: {problem}", source=OVERRIDES_SOURCE, key=key) from None
+            raise ConfigError(f"{OVERRIDES_SOURCE}: {key}: invalid value {short_repr(text)}: {problem}", source=OVERRIDES_SOURCE, key=key) from None
         out[key] = value
     return out
 

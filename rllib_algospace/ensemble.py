@@ -51,13 +51,13 @@ from rllib_algospace.config import (
     ConfigError,
     Hiddens,
     TrainConfig,
-    _apply_overrides,
-    _as_mapping,
-    _build_train,
-    _Ctx,
-    _is_int,
-    _read_yaml,
-    _short,
+    apply_overrides,
+    as_mapping,
+    build_train_config,
+    ConfigContext,
+    is_int,
+    read_yaml,
+    short_repr,
     quick_overrides,
 )
 
@@ -180,15 +180,15 @@ class EnsembleSpec:
         return {**self.train.to_dict(), "ensemble": self.ensemble.to_dict()}
 
 
-def _fail(ctx: _Ctx, key: str, problem: str, source_key: str | None = None):
+def _fail(ctx: ConfigContext, key: str, problem: str, source_key: str | None = None):
     src = ctx.source_of(source_key or key)
     raise ConfigError(f"{src}: {key}: {problem}", source=src, key=key)
 
 
-def check_ensemble_section(raw: Any, ctx: _Ctx) -> EnsembleConfig:
+def check_ensemble_section(raw: Any, ctx: ConfigContext) -> EnsembleConfig:
     """Validate the ``ensemble`` section (``raw``: the parsed YAML value; ``ctx``
     from ``rllib_algospace.config``); raises a one-line :class:`ConfigError`."""
-    raw = _as_mapping(raw, "ensemble", ctx)
+    raw = as_mapping(raw, "ensemble", ctx)
     known = ("seeds", "architectures", "max_concurrent")
     for name in raw:
         if name not in known:
@@ -196,8 +196,8 @@ def check_ensemble_section(raw: Any, ctx: _Ctx) -> EnsembleConfig:
     kwargs: dict[str, Any] = {}
     if "seeds" in raw:
         seeds = raw["seeds"]
-        if not isinstance(seeds, (list, tuple)) or not seeds or not all(_is_int(s) and s >= 0 for s in seeds):
-            _fail(ctx, "ensemble.seeds", f"expected a non-empty list of integers >= 0, got {_short(seeds)}")
+        if not isinstance(seeds, (list, tuple)) or not seeds or not all(is_int(s) and s >= 0 for s in seeds):
+            _fail(ctx, "ensemble.seeds", f"expected a non-empty list of integers >= 0, got {short_repr(seeds)}")
         dup = next((s for i, s in enumerate(seeds) if s in seeds[:i]), None)
         if dup is not None:
             _fail(ctx, "ensemble.seeds", f"seed {dup} is listed twice")
@@ -205,16 +205,16 @@ def check_ensemble_section(raw: Any, ctx: _Ctx) -> EnsembleConfig:
     if "architectures" in raw:
         archs = raw["architectures"]
         if not isinstance(archs, (list, tuple)) or not archs:
-            _fail(ctx, "ensemble.architectures", f"expected a non-empty list of mappings with actor_hiddens and/or critic_hiddens, got {_short(archs)}")
+            _fail(ctx, "ensemble.architectures", f"expected a non-empty list of mappings with actor_hiddens and/or critic_hiddens, got {short_repr(archs)}")
         out = []
         for i, arch in enumerate(archs):
             key = f"ensemble.architectures[{i}]"
             if not isinstance(arch, Mapping) or not arch:
-                _fail(ctx, key, f"expected a mapping with actor_hiddens and/or critic_hiddens, got {_short(arch)}", "ensemble.architectures")
+                _fail(ctx, key, f"expected a mapping with actor_hiddens and/or critic_hiddens, got {short_repr(arch)}", "ensemble.architectures")
             checked = {}
             for name, value in arch.items():
                 if not isinstance(name, str):
-                    _fail(ctx, key, f"keys must be strings, got {_short(name)}", "ensemble.architectures")
+                    _fail(ctx, key, f"keys must be strings, got {short_repr(name)}", "ensemble.architectures")
                 if name not in ARCHITECTURE_KEYS:
                     ctx.unknown(f"{key}.{name}", name, ARCHITECTURE_KEYS)
                 checked[name] = Hiddens()(value, lambda problem, k=f"{key}.{name}": _fail(ctx, k, problem, "ensemble.architectures"))
@@ -235,12 +235,12 @@ def load_ensemble_config(path: str | os.PathLike | None = None, overrides: Mappi
     if path is None:
         raw, source = {"experiment": {"name": DEFAULT_NAME}}, DEFAULTS_SOURCE
     else:
-        raw, source = _read_yaml(path), os.fspath(path)
+        raw, source = read_yaml(path), os.fspath(path)
     keys: list[str] = []
     if overrides:
-        raw, keys = _apply_overrides(raw, source, overrides)
-    ctx = _Ctx(source, keys)
-    train = _build_train(raw, ctx)  # checks the ensemble section too (config.EXTRA_SECTIONS)
+        raw, keys = apply_overrides(raw, source, overrides)
+    ctx = ConfigContext(source, keys)
+    train = build_train_config(raw, ctx)  # checks the ensemble section too (config.EXTRA_SECTIONS)
     ensemble = check_ensemble_section(raw.get("ensemble"), ctx)
     spec = EnsembleSpec(train, ensemble)
     # the member configs must be valid too (e.g. nothing clashes with the architectures)
@@ -415,12 +415,7 @@ def train_ensemble(spec: EnsembleSpec, *, resume: bool = False) -> EnsembleOutco
         for member in members:  # a checkpoint that does not fit a member's networks stops here, before Ray starts
             plan(spec.member_config(member))
     path = training.experiment_path(cfg)
-    training._SESSION["time_budget_s"] = cfg.experiment.stop.time_budget
-    training._SESSION["stop_iterations"] = cfg.experiment.stop.training_iteration
-    callbacks = [training._make_progress_callback()]
-    wandb_cb = training._wandb_callback(cfg)
-    if wandb_cb is not None:
-        callbacks.append(wandb_cb)
+    callbacks = training.driver_callbacks(cfg, time_budget_s=cfg.experiment.stop.time_budget, stop_iterations=cfg.experiment.stop.training_iteration)
 
     if not ray.is_initialized():
         ray.init(include_dashboard=False, log_to_driver=cfg.experiment.verbose >= 2, configure_logging=False)
@@ -431,7 +426,7 @@ def train_ensemble(spec: EnsembleSpec, *, resume: bool = False) -> EnsembleOutco
             raise FileNotFoundError(f"{path}: no ensemble to resume there (run without --resume first)")
         print(f"resuming {path} (its own member list; the config's ensemble section is not re-read)")
         tuner = tune.Tuner.restore(path, trainable=trainable, resume_unfinished=True, resume_errored=True)
-        training._replace_driver_callbacks(tuner, callbacks)
+        training.replace_driver_callbacks(tuner, callbacks)
     else:
         for m in members:
             print(f"member {m.name}: seed {m.seed}, actor {list(m.actor_hiddens)}, critic {list(m.critic_hiddens)}")

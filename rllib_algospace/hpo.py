@@ -75,11 +75,11 @@ from rllib_algospace.config import (
     Int,
     Str,
     TrainConfig,
-    _as_mapping,
-    _copy_tree,
-    _Ctx,
-    _read_yaml,
-    _short,
+    as_mapping,
+    copy_tree,
+    ConfigContext,
+    read_yaml,
+    short_repr,
     quick_overrides,
 )
 
@@ -290,7 +290,7 @@ _DIST_KEYS = {
 }
 
 
-class _SearchCtx(_Ctx):
+class _SearchCtx(ConfigContext):
     """``config._Ctx`` (errors name the file, or ``overrides``), listing known
     search keys in their documented order rather than sorted."""
 
@@ -302,7 +302,7 @@ class _SearchCtx(_Ctx):
         raise ConfigError(f"{src}: unknown key {key} ({hint})", source=src, key=key)
 
     def mapping(self, raw: Any, key: str) -> dict:
-        return _as_mapping(raw, key, self)
+        return as_mapping(raw, key, self)
 
 
 def _is_primitive(v: Any) -> bool:
@@ -321,7 +321,7 @@ def _is_num(v: Any) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
 
 
-def _is_int(v: Any) -> bool:
+def is_int(v: Any) -> bool:
     return isinstance(v, int) and not isinstance(v, bool)
 
 
@@ -353,7 +353,7 @@ def _parse_distribution(key: str, raw: Any, base: TrainConfig | None, ctx: _Sear
     kind = spec["type"]
     if kind not in DIST_TYPES:
         near = difflib.get_close_matches(kind, DIST_TYPES, n=1) if isinstance(kind, str) else []
-        ctx.fail(f"{where}.type", f"unknown distribution type {_short(kind)} (one of {', '.join(DIST_TYPES)}){f'; did you mean {near[0]}?' if near else ''}")
+        ctx.fail(f"{where}.type", f"unknown distribution type {short_repr(kind)} (one of {', '.join(DIST_TYPES)}){f'; did you mean {near[0]}?' if near else ''}")
     for name in spec:
         if name not in _DIST_KEYS[kind]:
             ctx.unknown(f"{where}.{name}", name, _DIST_KEYS[kind])
@@ -363,16 +363,16 @@ def _parse_distribution(key: str, raw: Any, base: TrainConfig | None, ctx: _Sear
             ctx.fail(where, "missing values (a non-empty list)")
         values = spec["values"]
         if not isinstance(values, list):
-            ctx.fail(f"{where}.values", f"expected a non-empty list, got {_short(values)}")
+            ctx.fail(f"{where}.values", f"expected a non-empty list, got {short_repr(values)}")
         if not values:
             ctx.fail(f"{where}.values", "must not be empty")
         seen = []
         for i, v in enumerate(values):
             if _plain(v) in seen:
-                ctx.fail(f"{where}.values", f"duplicate value {_short(v)}")
+                ctx.fail(f"{where}.values", f"duplicate value {short_repr(v)}")
             seen.append(_plain(v))
             if isinstance(v, Mapping):
-                ctx.fail(f"{where}.values[{i}]", f"mappings cannot be searched, got {_short(v)}")
+                ctx.fail(f"{where}.values[{i}]", f"mappings cannot be searched, got {short_repr(v)}")
         dist = Distribution(key, "choice", values=tuple(tuple(v) if isinstance(v, list) else v for v in values))
         samples = [(f".values[{i}]", v) for i, v in enumerate(values)]
     else:
@@ -380,30 +380,30 @@ def _parse_distribution(key: str, raw: Any, base: TrainConfig | None, ctx: _Sear
             if bound not in spec:
                 ctx.fail(where, f"missing {bound}")
             v = spec[bound]
-            if kind == "int" and not _is_int(v):
-                ctx.fail(f"{where}.{bound}", f"expected an integer, got {_short(v)}")
+            if kind == "int" and not is_int(v):
+                ctx.fail(f"{where}.{bound}", f"expected an integer, got {short_repr(v)}")
             if not _is_num(v):
-                ctx.fail(f"{where}.{bound}", f"expected a number, got {_short(v)}")
+                ctx.fail(f"{where}.{bound}", f"expected a number, got {short_repr(v)}")
         low, high = spec["low"], spec["high"]
         if low >= high:
             ctx.fail(where, f"low ({low}) must be < high ({high})")
         log = False
         if kind == "loguniform" and low <= 0:
-            ctx.fail(f"{where}.low", f"must be > 0 for loguniform, got {_short(low)}")
+            ctx.fail(f"{where}.low", f"must be > 0 for loguniform, got {short_repr(low)}")
         step = spec.get("step")
         if step is not None:
-            if kind == "int" and not _is_int(step):
-                ctx.fail(f"{where}.step", f"expected an integer, got {_short(step)}")
+            if kind == "int" and not is_int(step):
+                ctx.fail(f"{where}.step", f"expected an integer, got {short_repr(step)}")
             if not _is_num(step) or step <= 0:
-                ctx.fail(f"{where}.step", f"must be a number > 0, got {_short(step)}")
+                ctx.fail(f"{where}.step", f"must be a number > 0, got {short_repr(step)}")
             if step > high - low:
-                ctx.fail(f"{where}.step", f"must not exceed high - low ({high - low}), got {_short(step)}")
+                ctx.fail(f"{where}.step", f"must not exceed high - low ({high - low}), got {short_repr(step)}")
             if kind == "int" and (high - low) % step:
                 ctx.fail(f"{where}.step", f"high - low ({high - low}) must be a multiple of step ({step})")
         if kind == "int":
             log = spec.get("log", False)
             if not isinstance(log, bool):
-                ctx.fail(f"{where}.log", f"expected true or false, got {_short(log)}")
+                ctx.fail(f"{where}.log", f"expected true or false, got {short_repr(log)}")
             if log and (low < 1 or (step not in (None, 1))):
                 ctx.fail(f"{where}.log", "log needs low >= 1 and step 1")
         dist = Distribution(key, kind, low=low, high=high, step=step, log=log)
@@ -439,7 +439,7 @@ def _parse_scheduler(raw: Any, base: TrainConfig | None, ctx: _SearchCtx) -> Sch
         key = f"search.scheduler.{name}"
         if name == "reduction_factor":
             if not _is_num(value) or value <= 1:
-                ctx.fail(key, f"must be a number > 1, got {_short(value)}")
+                ctx.fail(key, f"must be a number > 1, got {short_repr(value)}")
             kw[name] = float(value)
         else:
             kw[name] = kinds[name](value, lambda problem, key=key: ctx.fail(key, problem))
@@ -511,9 +511,9 @@ def _merge(base: Any, over: Any) -> Any:
     if isinstance(base, Mapping) and isinstance(over, Mapping):
         out = dict(base)
         for k, v in over.items():
-            out[k] = _merge(base.get(k), v) if k in base else _copy_tree(v)
+            out[k] = _merge(base.get(k), v) if k in base else copy_tree(v)
         return out
-    return _copy_tree(over)
+    return copy_tree(over)
 
 
 def _train_sections() -> list[str]:
@@ -522,7 +522,7 @@ def _train_sections() -> list[str]:
 
 def _default_raw() -> dict:
     base = TrainConfig().with_overrides(DEFAULT_BASE_OVERRIDES).to_dict()
-    return {**base, SEARCH_SECTION: _copy_tree(DEFAULT_SEARCH)}
+    return {**base, SEARCH_SECTION: copy_tree(DEFAULT_SEARCH)}
 
 
 def load_hpo_config(
@@ -545,7 +545,7 @@ def load_hpo_config(
     if path is None:
         raw, source = _default_raw(), DEFAULTS_SOURCE
     else:
-        raw, source = _read_yaml(path), os.fspath(path)
+        raw, source = read_yaml(path), os.fspath(path)
     ctx = _SearchCtx(source)
     if not isinstance(raw, Mapping):
         raise ConfigError(f"{source}: expected a mapping of sections (the training sections and search) at the top level, got {type(raw).__name__}", source=source)
@@ -558,11 +558,11 @@ def load_hpo_config(
     if BASE_KEY in raw:
         base_path = raw[BASE_KEY]
         if not isinstance(base_path, str) or not base_path.strip():
-            ctx.fail(BASE_KEY, f"expected the path of a training YAML, got {_short(base_path)}")
+            ctx.fail(BASE_KEY, f"expected the path of a training YAML, got {short_repr(base_path)}")
         base_path = os.path.expanduser(base_path)
         if not os.path.isabs(base_path) and path is not None:
             base_path = os.path.join(os.path.dirname(os.path.abspath(os.fspath(path))), base_path)
-        base_raw = _read_yaml(base_path)
+        base_raw = read_yaml(base_path)
         TrainConfig.from_dict(base_raw, source=base_path)  # errors name the base file
         train_raw = _merge(base_raw, train_raw)
     base = TrainConfig.from_dict(train_raw, source=source)
@@ -584,7 +584,7 @@ def load_hpo_config(
     search_raw = ctx.mapping(raw.get(SEARCH_SECTION), SEARCH_SECTION)
     if SEARCH_SECTION not in raw:
         ctx.fail(SEARCH_SECTION, "missing section (trials, metric, mode, scheduler, space, ...)")
-    search_raw = _copy_tree(search_raw)
+    search_raw = copy_tree(search_raw)
     overridden = []
     if quick:
         search_raw["trials"] = QUICK_TRIALS
@@ -598,7 +598,7 @@ def load_hpo_config(
         if isinstance(search_raw.get("study_name"), str):
             search_raw["study_name"] = f"{search_raw['study_name']}-quick"
         if isinstance(search_raw.get("space"), Mapping):
-            search_raw["space"] = {k: _copy_tree(QUICK_SPACE.get(k, v)) for k, v in search_raw["space"].items()}
+            search_raw["space"] = {k: copy_tree(QUICK_SPACE.get(k, v)) for k, v in search_raw["space"].items()}
     if trials is not None:
         search_raw["trials"] = trials
         overridden.append("search.trials")
@@ -1126,12 +1126,8 @@ def run_search(config: HpoConfig | str | os.PathLike | None = None, *, resume: b
     data_path = training.dataset_path(base)
     print(f"data: {data_path}")
 
-    training._SESSION["time_budget_s"] = None  # per-trial budgets are Tune stops here
-    training._SESSION["stop_iterations"] = None  # trials stop early (the scheduler): no fixed total
-    callbacks = [training._make_progress_callback()]
-    wandb_cb = training._wandb_callback(base)
-    if wandb_cb is not None:
-        callbacks.append(wandb_cb)
+    # per-trial budgets are Tune stops here, and the scheduler stops trials early: no fixed total
+    callbacks = training.driver_callbacks(base, time_budget_s=None, stop_iterations=None)
     if not ray.is_initialized():
         ray.init(include_dashboard=False, log_to_driver=base.experiment.verbose >= 2, configure_logging=False)
     register()
@@ -1140,7 +1136,7 @@ def run_search(config: HpoConfig | str | os.PathLike | None = None, *, resume: b
     if resume:
         print(f"resuming {path}")
         tuner = tune.Tuner.restore(path, trainable=trial_cls, resume_unfinished=True, resume_errored=True)
-        training._replace_driver_callbacks(tuner, callbacks)
+        training.replace_driver_callbacks(tuner, callbacks)
         restored = tuner._local_tuner._tune_config.search_alg
         inner = getattr(restored, "searcher", restored)
         inner._on_restore = {"url": url, "worker": worker}
@@ -1173,7 +1169,7 @@ def run_search(config: HpoConfig | str | os.PathLike | None = None, *, resume: b
                 search_alg=ConcurrencyLimiter(searcher, max_concurrent=max_concurrent),
                 scheduler=_scheduler(hpo),
                 num_samples=search.trials,
-                trial_dirname_creator=training._trial_dirname,
+                trial_dirname_creator=training.trial_dirname,
             ),
             run_config=run_cfg,
         )

@@ -337,6 +337,19 @@ def _tune_callback_base():
     return Callback
 
 
+def driver_callbacks(cfg: TrainConfig, *, time_budget_s: float | None, stop_iterations: int | None) -> list:
+    """The driver-side Tune callbacks of a run in this process (train, tune,
+    ensemble): the progress line with its ETA and the session's time budget,
+    and W&B when configured."""
+    _SESSION["time_budget_s"] = time_budget_s
+    _SESSION["stop_iterations"] = stop_iterations
+    callbacks = [_make_progress_callback()]
+    wandb_cb = _wandb_callback(cfg)
+    if wandb_cb is not None:
+        callbacks.append(wandb_cb)
+    return callbacks
+
+
 def _make_progress_callback():
     from ray.tune.result import SHOULD_CHECKPOINT
 
@@ -500,12 +513,7 @@ def train(cfg: TrainConfig, *, resume: bool = False) -> TrainOutcome:
     warm_start = None if resume else prepare_warm_start(cfg, data_path)
     if not resume:
         write_run_record(cfg, data_path, warm_start)
-    _SESSION["time_budget_s"] = cfg.experiment.stop.time_budget
-    _SESSION["stop_iterations"] = cfg.experiment.stop.training_iteration
-    callbacks = [_make_progress_callback()]
-    wandb_cb = _wandb_callback(cfg)
-    if wandb_cb is not None:
-        callbacks.append(wandb_cb)
+    callbacks = driver_callbacks(cfg, time_budget_s=cfg.experiment.stop.time_budget, stop_iterations=cfg.experiment.stop.training_iteration)
 
     if not ray.is_initialized():
         ray.init(include_dashboard=False, log_to_driver=cfg.experiment.verbose >= 2, configure_logging=False)
@@ -515,12 +523,12 @@ def train(cfg: TrainConfig, *, resume: bool = False) -> TrainOutcome:
             raise FileNotFoundError(f"{path}: no experiment to resume there (run without --resume first)")
         print(f"resuming {path}")
         tuner = tune.Tuner.restore(path, trainable=MAPPO, resume_unfinished=True, resume_errored=True)
-        _replace_driver_callbacks(tuner, callbacks)
+        replace_driver_callbacks(tuner, callbacks)
     else:
         tuner = tune.Tuner(
             MAPPO,
             param_space=build_algorithm_config(cfg, data_path=data_path, resources=resources, warm_start=warm_start),
-            tune_config=tune.TuneConfig(trial_dirname_creator=_trial_dirname, max_concurrent_trials=cfg.resources.max_concurrent_trials),
+            tune_config=tune.TuneConfig(trial_dirname_creator=trial_dirname, max_concurrent_trials=cfg.resources.max_concurrent_trials),
             run_config=run_config(cfg, callbacks),
         )
     grid = tuner.fit()
@@ -549,7 +557,7 @@ def run_config(cfg: TrainConfig, callbacks: list):
     )
 
 
-def _replace_driver_callbacks(tuner, callbacks: list) -> None:
+def replace_driver_callbacks(tuner, callbacks: list) -> None:
     """A restored experiment brings its pickled driver callbacks; this session's
     (fresh time budget, progress) replace ours among them."""
     internal = tuner._local_tuner
@@ -558,7 +566,7 @@ def _replace_driver_callbacks(tuner, callbacks: list) -> None:
     run_cfg.callbacks = kept + callbacks
 
 
-def _trial_dirname(trial) -> str:
+def trial_dirname(trial) -> str:
     return f"{trial.trainable_name}_{trial.trial_id}"
 
 

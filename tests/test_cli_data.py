@@ -236,10 +236,9 @@ def test_training_progress_line_has_total_rate_and_eta(capsys, monkeypatch):
     from types import SimpleNamespace
 
     from rllib_algospace import training
+    from rllib_algospace.config import load_config
 
-    monkeypatch.setitem(training._SESSION, "stop_iterations", 200)
-    monkeypatch.setitem(training._SESSION, "time_budget_s", None)
-    cb = training._make_progress_callback()
+    cb = training.driver_callbacks(load_config(), time_budget_s=None, stop_iterations=200)[0]
     cb.setup()
     trial = SimpleNamespace(trial_id="abc_00000")
     for it in (1, 2):
