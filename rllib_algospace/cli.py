@@ -172,7 +172,7 @@ def _evaluate(args) -> int:
 
         print(format_comparison(report["results"]))
         print(format_intervals(report))
-    print(f"report: {report['json']} and {report['png']}")
+    print(f"report: {report['json']} and {report['png']}" + (f"; tear sheet: {report['tear_sheet']}" if report.get("tear_sheet") else ""))
     if "stress" in report:
         from rllib_algospace.stress import format_stress
 

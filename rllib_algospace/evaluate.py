@@ -82,7 +82,10 @@ def evaluate_checkpoint(
         extra["fresh_markets"] = fresh
     out_dir = Path(out) if out else checkpoint / f"evaluation_{split}"
     json_path, png_path = write_report(results, results.runs["team"], out_dir, extra=extra)
-    report = {"checkpoint": str(checkpoint), "data": data, "split": split, "results": dict(results), **extra, "json": str(json_path), "png": str(png_path)}
+    from rllib_algospace.evaluation.tearsheet import write_tear_sheet
+
+    sheet = write_tear_sheet(results.runs["team"], results.runs["buy_and_hold"], out_dir, title=f"{Path(str(checkpoint)).name} on the {split} split of {Path(str(data)).name if data else 'its data'}")
+    report = {"checkpoint": str(checkpoint), "data": data, "split": split, "results": dict(results), **extra, "json": str(json_path), "png": str(png_path), "tear_sheet": str(sheet)}
     if stress:
         from rllib_algospace.stress import add_stress_section
 

@@ -237,3 +237,25 @@ def test_comparison_table_blanks_agent_metrics_of_fixed_baselines():
     consensus = lines["consensus_rate"].split()
     assert consensus[1:] == ["100.00%", "100.00%"]  # team and rule only; the fixed baselines are blank
     assert lines["regime_accuracy"].split()[1:] == ["60.00%", "60.00%"]
+
+
+def test_tear_sheet_team_against_buy_and_hold(market_file, tmp_path):
+    from rllib_algospace.evaluation import run_policy
+    from rllib_algospace.evaluation.tearsheet import daily_series, drawdown_periods, monthly_returns, summary, write_tear_sheet
+
+    team = run_policy(rule_policy, data=market_file, split="train", full_split=True)
+    bh = run_policy(buy_and_hold_policy, data=market_file, split="train", full_split=True)
+    days, r = daily_series(team.step_return, team.timestamp)
+    assert len(days) == len(r) > 5 and np.all(np.diff(days.astype(np.int64)) > 0)
+    s = summary(r, team.trade_pnls)
+    assert s["total_return"] == pytest.approx(float(np.prod(1 + team.step_return) - 1), rel=1e-9)
+    months = monthly_returns(days, r)
+    assert np.prod([1 + v for m in months.values() for v in m.values()]) - 1 == pytest.approx(s["total_return"], rel=1e-9)
+    worst = drawdown_periods(days, r)
+    assert worst and worst[0]["depth"] == pytest.approx(s["max_drawdown"], rel=1e-9)
+    assert all(a["depth"] >= b["depth"] for a, b in zip(worst, worst[1:]))
+    path = write_tear_sheet(team, bh, tmp_path, title="rule on train")
+    page = path.read_text()
+    for section in ("Summary", "Equity", "Monthly returns", "Rolling Sharpe", "Drawdown periods", "Distribution of daily returns", "buy and hold", "Sharpe (daily returns)"):
+        assert section in page, section
+    assert page.count("data:image/png;base64,") == 3 and not list(tmp_path.glob("*.tmp"))
