@@ -73,8 +73,8 @@ def _demo(args) -> int:
 def _train(args) -> int:
     from rllib_algospace.config import load_config, parse_overrides, quick_overrides
 
-    if args.config:
-        load_config(args.config)  # the user's file is valid as written (--quick must not hide an error in it)
+    if args.config and args.quick:
+        load_config(args.config)  # the user's file is valid as written: --quick's overrides must not hide an error in it
     overrides = dict(quick_overrides()) if args.quick else {}
     overrides.update(parse_overrides(args.overrides))
     flags = {
@@ -134,6 +134,7 @@ def _pretrain(args) -> int:
     overrides = parse_overrides(args.overrides)
     overrides |= {k: v for k, v in {"data.path": args.data, "experiment.seed": args.seed, "training.warm_start_steps": args.steps, "training.warm_start_epochs": args.epochs}.items() if v is not None}
     overrides["training.warm_start"] = args.teacher
+    overrides["training.init_from"] = None  # pretraining makes the starting weights; a config's checkpoint plays no part
     cfg = load_config(args.config, overrides, check_files=True)
     _refuse_existing(args.out, args.overwrite)
     from rllib_algospace.training import dataset_path, prepare_warm_start

@@ -1062,21 +1062,26 @@ def read_yaml(path: str | os.PathLike) -> Any:
     return {} if data is None else data
 
 
-def _cycle(node: Any, path: str = "", open_nodes: set | None = None) -> str | None:
+def _cycle(node: Any, path: str = "", open_nodes: set | None = None, done: set | None = None) -> str | None:
     """The dotted key of a value that contains itself (a recursive YAML
-    alias), or None. Walks each path once, keeping the containers open on it."""
+    alias), or None. Keeps the containers open on the current path, and
+    visits a shared (aliased) container once: a chain of aliases stays linear."""
     if not isinstance(node, (dict, list)):
         return None
     open_nodes = set() if open_nodes is None else open_nodes
+    done = set() if done is None else done
     if id(node) in open_nodes:
         return path
+    if id(node) in done:
+        return None
     open_nodes.add(id(node))
     items = node.items() if isinstance(node, dict) else enumerate(node)
     for key, value in items:
-        found = _cycle(value, f"{path}.{key}" if path and isinstance(node, dict) else (f"{path}[{key}]" if path else str(key)), open_nodes)
+        found = _cycle(value, f"{path}.{key}" if path and isinstance(node, dict) else (f"{path}[{key}]" if path else str(key)), open_nodes, done)
         if found is not None:
             return found
     open_nodes.discard(id(node))
+    done.add(id(node))
     return None
 
 
@@ -1171,6 +1176,8 @@ def parse_overrides(items: Iterable[str]) -> dict:
         except yaml.YAMLError as exc:
             problem = getattr(exc, "problem", None) or str(exc)
             raise ConfigError(f"{OVERRIDES_SOURCE}: {key}: invalid value {short_repr(text)}: {problem}", source=OVERRIDES_SOURCE, key=key) from None
+        if _cycle(value) is not None:
+            raise ConfigError(f"{OVERRIDES_SOURCE}: {key}: a YAML alias refers to itself (a recursive structure)", source=OVERRIDES_SOURCE, key=key)
         out[key] = value
     return out
 

@@ -409,6 +409,8 @@ def train_ensemble(spec: EnsembleSpec, *, resume: bool = False) -> EnsembleOutco
         print(note)
     data_path = training.dataset_path(cfg)
     print(f"data: {data_path}")
+    if not resume:
+        training.write_run_record(cfg, data_path, None)  # its score ranks the members' checkpoints everywhere
     if getattr(getattr(cfg, "training", None), "init_from", None) is not None and not resume:
         from rllib_algospace.frozen import plan
 

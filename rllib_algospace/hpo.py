@@ -1125,6 +1125,8 @@ def run_search(config: HpoConfig | str | os.PathLike | None = None, *, resume: b
         print(note)
     data_path = training.dataset_path(base)
     print(f"data: {data_path}")
+    if not resume:
+        training.write_run_record(base, data_path, None)  # its score ranks the trials' checkpoints everywhere
 
     # per-trial budgets are Tune stops here, and the scheduler stops trials early: no fixed total
     callbacks = training.driver_callbacks(base, time_budget_s=None, stop_iterations=None)

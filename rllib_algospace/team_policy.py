@@ -55,7 +55,7 @@ def trial_scores(trial_dir: str | os.PathLike, score: str = DEFAULT_SCORE) -> di
             for row in csv.DictReader(f):
                 try:
                     it, value = int(float(row.get("training_iteration", ""))), float(row.get(score, ""))
-                except ValueError:
+                except (TypeError, ValueError):  # a half-written last row has missing fields
                     continue
                 if math.isfinite(value):
                     out[it] = value

@@ -222,11 +222,17 @@ def warm_start_for(cfg: TrainConfig, data_path: str, folder: str, *, progress=pr
     """The warm start of one trial of a search or one ensemble member: a
     clone per teacher, network shape and seed in ``folder``, made on first
     use (trials that share a shape and seed share it); a given file as is."""
+    import hashlib
+    import json
+
     tr, algo = cfg.training, cfg.algorithm
     if tr.warm_start is None or tr.init_from is not None or tr.warm_start not in ("rule", "oracle"):
         return prepare_warm_start(cfg, data_path, progress=progress)
     shape = "x".join(map(str, algo.actor_hiddens)) + f"-{algo.activation}"
-    out = os.path.join(folder, f"warm_start-{tr.warm_start}-{shape}-s{cfg.experiment.seed}.pt")
+    # Everything the clone depends on names it: a trial with other costs or data never reuses another's teacher.
+    made_from = {"data": os.path.abspath(data_path), "env": cfg.env, "training": cfg.to_dict()["training"], "shape": shape, "seed": cfg.experiment.seed, "experiment": experiment_path(cfg)}
+    key = hashlib.sha256(json.dumps(made_from, sort_keys=True, default=str).encode()).hexdigest()[:12]
+    out = os.path.join(folder, f"warm_start-{tr.warm_start}-{shape}-s{cfg.experiment.seed}-{key}.pt")
     if not os.path.exists(out):
         prepare_warm_start(cfg, data_path, out, progress=progress)
     return out
@@ -378,7 +384,10 @@ def _make_progress_callback():
                     shown[key] = float(value)
             it = int(result.get("training_iteration", 0))
             steps = int(result.get("num_env_steps_sampled_lifetime", env_runners.get("num_env_steps_sampled_lifetime", 0)))
-            first_it, first_steps, first_t = self.__dict__.setdefault("_first", {}).setdefault(trial.trial_id, (it - 1, steps - steps // max(it, 1), started))
+            # rate and ETA from this trial's own first result (a queued trial's wait is not an iteration)
+            first_it, first_steps, first_t = self.__dict__.setdefault("_first", {}).setdefault(
+                trial.trial_id, (it - 1, steps - steps // max(it, 1), time.monotonic() - float(result.get("time_this_iter_s", 0.0) or 0.0))
+            )
             per_it = (time.monotonic() - first_t) / max(1, it - first_it)
             total = _SESSION.get("stop_iterations")
             rate = (steps - first_steps) / max(1e-9, time.monotonic() - first_t)

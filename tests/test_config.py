@@ -461,3 +461,17 @@ def test_a_recursive_yaml_alias_is_one_line(tmp_path, text, key):
     path = _write(tmp_path, text)
     assert str(_error(path)) == f"{path}: {key}: a YAML alias refers to itself (a recursive structure)"
     assert str(_error(path, quick_overrides())) == f"{path}: {key}: a YAML alias refers to itself (a recursive structure)"
+
+
+def test_recursive_alias_in_an_override_is_one_line():
+    from rllib_algospace.config import parse_overrides
+
+    with pytest.raises(ConfigError, match=r"overrides: algorithm.actor_hiddens: a YAML alias refers to itself"):
+        parse_overrides(["algorithm.actor_hiddens=&x [*x]"])
+    # a long chain of aliases (no cycle) is checked in linear time
+    chain = "a0: &a0 [1, 2]\n" + "".join(f"a{i}: &a{i} [*a{i - 1}, *a{i - 1}]\n" for i in range(1, 40))
+    import yaml
+
+    from rllib_algospace.config import _cycle
+
+    assert _cycle(yaml.safe_load(chain)) is None

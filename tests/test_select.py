@@ -203,3 +203,10 @@ def test_cli_select_and_evaluate_stress(experiment, tmp_path, capsys):
     assert 0.0 <= saved["stress"]["score"] <= 1.0 and not math.isnan(saved["stress"]["mean_sharpe_change"])
     assert (tmp_path / "eval" / "stress.md").exists() and (tmp_path / "eval" / "stress.png").exists()
     assert sum(v["steps"] for v in saved["regime_adaptability"]["regimes"].values()) == saved["results"]["team"]["bars"]
+
+
+def test_a_half_written_progress_row_is_skipped(tmp_path):
+    trial = tmp_path / "MAPPO_1"
+    trial.mkdir()
+    (trial / "progress.csv").write_text("training_iteration,val_sharpe\n1,0.5\n2,1.5\n3")
+    assert team_policy.trial_scores(trial) == {1: 0.5, 2: 1.5}

@@ -147,3 +147,16 @@ def test_pretrain_reports_val_agreement(market_file, tmp_path):
 def test_teacher_module_imports_no_ray():
     code = "import sys, rllib_algospace.teacher; assert 'ray' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_trials_share_a_clone_only_when_everything_it_depends_on_is_the_same(market_file, tmp_path):
+    from helpers import TINY_TRAINING
+    from rllib_algospace.config import load_config, quick_overrides
+    from rllib_algospace.training import warm_start_for
+
+    base = {**quick_overrides(), **TINY_TRAINING, "data.path": market_file, "experiment.storage_path": str(tmp_path)}
+    a = warm_start_for(load_config(None, base), market_file, str(tmp_path), progress=lambda m: None)
+    again = warm_start_for(load_config(None, base), market_file, str(tmp_path), progress=lambda m: None)
+    costly = warm_start_for(load_config(None, {**base, "env.commission_bps": 5.0}), market_file, str(tmp_path), progress=lambda m: None)
+    assert a == again and costly != a
+    assert load_warm_start(a)["meta"]["teacher"] == "rule"

@@ -384,6 +384,10 @@ class MAPPOTorchLearner(OomSplitting, PPOTorchLearner):
                     total = total + config.regime_aux_coeff * aux
                     stats[REGIME_AUX_KEY] = aux
             self.metrics.log_dict(stats, key=(module_id, agent), window=1)
+        if warming_up:
+            # Keep every trainable actor in the graph with a zero gradient: DDP
+            # (several learners) requires each parameter to take part in a step.
+            total = total + 0.0 * fwd_out[Columns.ACTION_DIST_INPUTS].sum()
         if config.use_kl_loss:
             # RLlib adapts this coefficient to the joint policy's KL, logged below.
             total = total + self.curr_kl_coeffs_per_module[module_id] * joint_kl
