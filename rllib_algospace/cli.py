@@ -419,6 +419,9 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if not args.verbose:
         quiet_libraries(with_ray=args.command in RAY_COMMANDS)
+    from rllib_algospace.evaluation.runner import show_progress
+
+    show_progress(True)  # bars on evaluations (they hide themselves when stderr is no terminal)
     try:
         code = args.func(args)
         sys.stdout.flush()  # here, where a closed pipe is caught (`algospace data info x.h5 | head`)

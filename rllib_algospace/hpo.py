@@ -1130,6 +1130,7 @@ def run_search(config: HpoConfig | str | os.PathLike | None = None, *, resume: b
 
     # per-trial budgets are Tune stops here, and the scheduler stops trials early: no fixed total
     callbacks = training.driver_callbacks(base, time_budget_s=None, stop_iterations=None)
+    callbacks.append(training.trials_progress_callback(hpo.search.trials))
     if not ray.is_initialized():
         ray.init(include_dashboard=False, log_to_driver=base.experiment.verbose >= 2, configure_logging=False)
     register()

@@ -356,6 +356,36 @@ def driver_callbacks(cfg: TrainConfig, *, time_budget_s: float | None, stop_iter
     return callbacks
 
 
+def trials_progress_callback(total: int):
+    """A Tune callback with a progress bar of the trials done out of ``total``
+    (``algospace tune``); ETA from the trials' pace."""
+    from rllib_algospace.evaluation.runner import progress_bar
+
+    class TrialsDone(_tune_callback_base()):
+        def setup(self, **info):
+            self._bar = progress_bar(total, "trials done", unit="trial")
+
+        def __getstate__(self):  # Tune saves its callbacks with the experiment: not the bar (a terminal handle)
+            return {k: v for k, v in self.__dict__.items() if k != "_bar"}
+
+        def _done(self) -> None:
+            if getattr(self, "_bar", None) is None:
+                self.setup()
+            self._bar.update(1)
+
+        def on_trial_complete(self, iteration, trials, trial, **info):
+            self._done()
+
+        def on_trial_error(self, iteration, trials, trial, **info):
+            self._done()
+
+        def on_experiment_end(self, trials, **info):
+            if getattr(self, "_bar", None) is not None:
+                self._bar.close()
+
+    return TrialsDone()
+
+
 def _make_progress_callback():
     from ray.tune.result import SHOULD_CHECKPOINT
 

@@ -246,3 +246,36 @@ def test_training_progress_line_has_total_rate_and_eta(capsys, monkeypatch):
     lines = capsys.readouterr().out.strip().splitlines()
     assert lines[-1].startswith("[abc_00000] iter    2/200 | steps    32,768 (")
     assert "/s) | team return n/a | train Sharpe n/a | val Sharpe n/a |" in lines[-1] and ", ETA " in lines[-1] and "nan" not in lines[-1]
+
+
+def test_tune_trials_bar_counts_done_trials_and_pickles(monkeypatch):
+    pytest.importorskip("ray")
+    import pickle
+
+    import cloudpickle
+
+    from rllib_algospace import training
+    from rllib_algospace.evaluation import runner
+
+    updates = []
+
+    class Bar:
+        def __init__(self, total, desc, unit="it"):
+            updates.append(("new", total, desc))
+
+        def update(self, n):
+            updates.append(("update", n))
+
+        def close(self):
+            updates.append(("close",))
+
+    monkeypatch.setattr(runner, "progress_bar", Bar)
+    cb = training.trials_progress_callback(3)
+    cb.setup()
+    cb.on_trial_complete(1, [], None)
+    cb.on_trial_error(2, [], None)
+    cb.on_experiment_end([])
+    assert updates == [("new", 3, "trials done"), ("update", 1), ("update", 1), ("close",)]
+    again = pickle.loads(cloudpickle.dumps(cb))  # as Tune saves its callbacks with the experiment: no bar in it
+    assert "_bar" not in again.__dict__
+    again.on_trial_complete(3, [], None)  # a resumed search makes a new bar

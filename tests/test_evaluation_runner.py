@@ -259,3 +259,27 @@ def test_tear_sheet_team_against_buy_and_hold(market_file, tmp_path):
     for section in ("Summary", "Equity", "Monthly returns", "Rolling Sharpe", "Drawdown periods", "Distribution of daily returns", "buy and hold", "Sharpe (daily returns)"):
         assert section in page, section
     assert page.count("data:image/png;base64,") == 3 and not list(tmp_path.glob("*.tmp"))
+
+
+def test_evaluation_progress_bar(market_file, monkeypatch):
+    from rllib_algospace.evaluation import runner
+
+    seen = {}
+
+    class Bar:
+        def __init__(self, total, desc, unit="it"):
+            seen.update(total=total, desc=desc, unit=unit, n=0)
+
+        def update(self, n):
+            seen["n"] += n
+
+        def close(self):
+            seen["closed"] = True
+
+    monkeypatch.setattr(runner, "progress_bar", Bar)
+    run = runner.run_policy(rule_policy, data=market_file, split="val", full_split=True, progress="team")
+    assert seen["total"] == len(run.step_return) and seen["closed"] and seen["desc"] == "team (val)" and seen["unit"] == "bars"
+    assert seen["total"] - 256 < seen["n"] <= seen["total"]
+    seen.clear()
+    runner.run_policy(rule_policy, data=market_file, split="val", episodes=2, episode_length=100)
+    assert seen == {}  # off unless asked (the CLI turns it on with show_progress)

@@ -140,6 +140,7 @@ def run_policy(
     seed: int = 0,
     env_overrides: dict | None = None,
     render_every: int = 0,
+    progress: bool | str | None = None,
 ) -> EvaluationRun:
     """Run the team ``policy`` greedily on ``envs.algospace_market``.
 
@@ -152,8 +153,11 @@ def run_policy(
     split's length (at least one). ``env_overrides`` are further environment
     settings (costs, leverage, ...); the keys the runner sets itself
     (``RUNNER_KEYS``) are refused. ``render_every=N`` prints the
-    environment's text rendering every N steps.
+    environment's text rendering every N steps. ``progress`` (a label, or
+    True; None: as ``show_progress`` set it) shows a progress bar with ETA.
     """
+    if progress is None:
+        progress = _PROGRESS["enabled"]
     from envs import algospace_market
 
     overrides = dict(env_overrides or {})
@@ -174,6 +178,7 @@ def run_policy(
         render_mode="ansi" if render_every else None,
         **overrides,
     )
+    bar = None
     try:
         split_start, split_stop = env.market.splits[split]
         if full_split:
@@ -191,6 +196,8 @@ def run_policy(
         trade_pnls: list[float] = []
         trade_episode: list[int] = []
         start_bars, terminated, records = [], [], []
+        total_steps = (split_stop - split_start - 1) if full_split else n_episodes * min(episode_length, split_stop - split_start - 1)
+        bar = progress_bar(total_steps, f"{progress} ({split})" if isinstance(progress, str) else f"evaluating on {split}", unit="bars") if progress else None
         for ep in range(n_episodes):
             observations, infos = env.reset(seed=seed if ep == 0 else None)
             reset = getattr(policy, "reset", None)
@@ -208,6 +215,8 @@ def run_policy(
                 except KeyError as exc:
                     raise KeyError(f"the policy returned no action for agent {exc.args[0]!r}") from None
                 observations, _, terms, _, infos = env.step(actions)
+                if bar is not None and step % 256 == 255:
+                    bar.update(256)
                 info = infos[AGENTS[0]]
                 label = int(previous["regime_label"])
                 record.add(info, regime_action=actions["regime"], regime_label=label)
@@ -251,6 +260,8 @@ def run_policy(
             "env_overrides": overrides,
         }
     finally:
+        if bar is not None:
+            bar.close()
         env.close()
 
     dtypes = {"episode": np.int64, "step": np.int64, "bar": np.int64, "timestamp": np.int64, "regime_label": np.int64, "agreed": bool, "entry_proposed": bool}
@@ -354,6 +365,23 @@ class Comparison(dict):
     runs: dict[str, EvaluationRun]
 
 
+_PROGRESS = {"enabled": False}
+
+
+def show_progress(enabled: bool = True) -> None:
+    """Progress bars (tqdm: a text bar in a terminal, a widget in a notebook)
+    on every run of :func:`run_policy` that does not say otherwise; the CLI
+    turns them on."""
+    _PROGRESS["enabled"] = bool(enabled)
+
+
+def progress_bar(total: int, desc: str, unit: str = "it"):
+    """A tqdm bar (``tqdm.auto``) that hides itself when stderr is no terminal."""
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc=desc, unit=unit, unit_scale=True, mininterval=0.5, leave=False, disable=None)
+
+
 def evaluate_with_baselines(policy, **kwargs) -> Comparison:
     """Run ``policy`` and the baselines buy-and-hold, flat and the rule team
     with the same arguments as :func:`run_policy` (so on exactly the same
@@ -361,7 +389,7 @@ def evaluate_with_baselines(policy, **kwargs) -> Comparison:
     "rule"}`` -> ``EvaluationRun.summary()`` (headline metrics plus
     ``per_regime`` and ``per_episode_mean``); the runs are in ``.runs``."""
     policies = {"team": policy, "buy_and_hold": buy_and_hold_policy, "flat": flat_policy, "rule": RuleTeamPolicy()}
-    runs = {name: run_policy(p, **kwargs) for name, p in policies.items()}
+    runs = {name: run_policy(p, **{"progress": name if _PROGRESS["enabled"] else False, **kwargs}) for name, p in policies.items()}
     team = runs["team"]
     for name, run in runs.items():
         if not np.array_equal(run.start_bars, team.start_bars):  # pragma: no cover - the env draws starts from the seed only
