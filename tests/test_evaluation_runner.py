@@ -277,6 +277,7 @@ def test_evaluation_progress_bar(market_file, monkeypatch):
             seen["closed"] = True
 
     monkeypatch.setattr(runner, "progress_bar", Bar)
+    monkeypatch.setitem(runner._PROGRESS, "enabled", False)  # (a CLI test in this process may have turned bars on)
     run = runner.run_policy(rule_policy, data=market_file, split="val", full_split=True, progress="team")
     assert seen["total"] == len(run.step_return) and seen["closed"] and seen["desc"] == "team (val)" and seen["unit"] == "bars"
     assert seen["total"] - 256 < seen["n"] <= seen["total"]
