@@ -388,7 +388,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-NOISY_LOGGERS = ("ray", "ray.rllib", "ray.tune", "ray.train", "ray.air", "ray.data", "ray._private")
+NOISY_LOGGERS = ("ray", "ray.rllib", "ray.tune", "ray.train", "ray.air", "ray.data", "ray._private", "tensorboardX")  # tensorboardX: "NaN or Inf found" on every metric not defined yet
 NOISY_WARNING_MODULES = r"(ray|gymnasium|pettingzoo|optuna|torch|tree)(\..*)?"
 
 
