@@ -124,7 +124,7 @@ def _train(args) -> int:
         print(f"test split of {report['data']}:")
         print(format_comparison(report["results"]))
         print(format_intervals(report))
-        print(f"report: {report['json']} and {report['png']}")
+        print(f"report: {report['json']} and {report['png']}; tear sheet: {report['tear_sheet']}")
     return 0
 
 
