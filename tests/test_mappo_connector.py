@@ -353,6 +353,24 @@ def test_resources_never_ask_for_more_cores_than_the_machine(monkeypatch, cpus, 
     assert not any(note.startswith("warning") for note in res.notes)
 
 
+def _loss_inputs(module, obs, advantage: float):
+    """The module's logits on ``obs``, a batch whose old policy is the current
+    one (ratio 1) with every action 0 and the given advantage, and the
+    forward outputs the loss reads."""
+    n = len(obs)
+    logits = module._forward({Columns.OBS: obs})[Columns.ACTION_DIST_INPUTS]
+    batch = {
+        Columns.OBS: obs,
+        Columns.ACTIONS: torch.zeros((n, 4), dtype=torch.long),
+        Columns.ACTION_DIST_INPUTS: logits.detach(),
+        Columns.LOSS_MASK: torch.ones(n, dtype=torch.bool),
+        Postprocessing.ADVANTAGES: torch.full((n, 4), advantage),
+        Postprocessing.VALUE_TARGETS: torch.zeros((n, 4)),
+        OLD_VALUES_NORM: torch.zeros((n, 4)),
+    }
+    return logits, batch, {Columns.ACTION_DIST_INPUTS: logits, Columns.VF_PREDS: module.compute_values(batch).float()}
+
+
 def test_warm_start_critic_warmup_and_teacher_kl(market_file, tmp_path):
     """The actors start as the clone; during the critic warm-up only the value
     loss counts; afterwards PPO plus coeff * KL(teacher || agent) per agent,
@@ -377,19 +395,8 @@ def test_warm_start_critic_warmup_and_teacher_kl(market_file, tmp_path):
     with torch.no_grad():  # move the agents away from the teacher
         for p in module.actors.parameters():
             p.add_(0.05 * torch.randn_like(p))
-    n = len(obs)
-    logits = module._forward({Columns.OBS: obs})[Columns.ACTION_DIST_INPUTS]
-    batch = {
-        Columns.OBS: obs,
-        Columns.ACTIONS: torch.zeros((n, 4), dtype=torch.long),
-        Columns.ACTION_DIST_INPUTS: logits.detach(),
-        Columns.LOSS_MASK: torch.ones(n, dtype=torch.bool),
-        Postprocessing.ADVANTAGES: torch.ones((n, 4)),
-        Postprocessing.VALUE_TARGETS: torch.zeros((n, 4)),
-        OLD_VALUES_NORM: torch.zeros((n, 4)),
-    }
-    values = module.compute_values(batch).float()
-    fwd = {Columns.ACTION_DIST_INPUTS: logits, Columns.VF_PREDS: values}
+    logits, batch, fwd = _loss_inputs(module, obs, advantage=1.0)
+    values = fwd[Columns.VF_PREDS]
     from rllib_algospace.mappo.valuenorm import clipped_value_loss
 
     value_loss = cfg.critic_loss_coeff * clipped_value_loss(values, batch[OLD_VALUES_NORM], batch[Postprocessing.VALUE_TARGETS], batch[Columns.LOSS_MASK], cfg.critic_value_clip)
@@ -433,19 +440,7 @@ def test_regime_label_slot_and_auxiliary_regime_loss(market_file):
     obs[::5, pos] = -1.0  # some rows without a label
     module = _module(learner)
     cfg = learner.config.get_config_for_module(MODULE)
-    n = len(obs)
-    logits = module._forward({Columns.OBS: obs})[Columns.ACTION_DIST_INPUTS]
-    batch = {
-        Columns.OBS: obs,
-        Columns.ACTIONS: torch.zeros((n, 4), dtype=torch.long),
-        Columns.ACTION_DIST_INPUTS: logits.detach(),
-        Columns.LOSS_MASK: torch.ones(n, dtype=torch.bool),
-        Postprocessing.ADVANTAGES: torch.zeros((n, 4)),
-        Postprocessing.VALUE_TARGETS: torch.zeros((n, 4)),
-        OLD_VALUES_NORM: torch.zeros((n, 4)),
-    }
-    values = module.compute_values(batch).float()
-    fwd = {Columns.ACTION_DIST_INPUTS: logits, Columns.VF_PREDS: values}
+    logits, batch, fwd = _loss_inputs(module, obs, advantage=0.0)
     with_aux = learner.compute_loss_for_module(module_id=MODULE, config=cfg, batch=batch, fwd_out=fwd)
     cfg.regime_aux_coeff = 0.0
     without = learner.compute_loss_for_module(module_id=MODULE, config=cfg, batch=batch, fwd_out=fwd)

@@ -105,6 +105,16 @@ class Decision:
         return {k: getattr(self, k) for k in self.__dataclass_fields__}
 
 
+def _bar_number(value, key: str, ts: int) -> float:
+    """A bar field as a float; one line naming the field when it is none."""
+    try:
+        if isinstance(value, (bool, np.bool_)):
+            raise TypeError
+        return float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"bar at {ts}: field {key!r} must be a number, got {value!r}") from None
+
+
 MAX_EPOCH_SECONDS = 95_617_584_000  # the year 5000: a larger "seconds" value is milliseconds
 
 
@@ -237,15 +247,9 @@ class TeamPolicy:
             raise ValueError(f"bar field 'timestamp': {ts} is after the year 5000; epoch milliseconds? give epoch seconds")
         prices = []
         for key in ("open", "high", "low", "close"):
-            value = bar[key]
-            try:
-                if isinstance(value, (bool, np.bool_)):
-                    raise TypeError
-                x = float(value)
-            except (TypeError, ValueError):
-                raise ValueError(f"bar at {ts}: field {key!r} must be a number, got {value!r}") from None
+            x = _bar_number(bar[key], key, ts)
             if not (math.isfinite(x) and x > 0):
-                raise ValueError(f"bar at {ts}: field {key!r} must be a positive finite number, got {value!r}")
+                raise ValueError(f"bar at {ts}: field {key!r} must be a positive finite number, got {bar[key]!r}")
             prices.append(x)
         o, h, l, c = prices
         for key, x in (("open", o), ("close", c)):
@@ -254,17 +258,12 @@ class TeamPolicy:
         last = self.features.last_timestamp
         if last is not None and ts > last and (ts - last) % self.freq_seconds:
             raise ValueError(f"bar at {ts}: comes {ts - last} s after the previous bar; the team trades {self.freq_seconds} s bars (a gap must be a whole number of bars)")
-        v = bar.get("volume")
-        if v is None:
+        if bar.get("volume") is None:
             if self.has_volume:
                 raise ValueError(f"bar at {ts} has no volume, but the team was trained on data with volume")
             v = 1.0
-        try:
-            if isinstance(v, (bool, np.bool_)):
-                raise TypeError
-            v = float(v)
-        except (TypeError, ValueError):
-            raise ValueError(f"bar at {ts}: field 'volume' must be a number, got {bar.get('volume')!r}") from None
+        else:
+            v = _bar_number(bar["volume"], "volume", ts)
         return ts, o, h, l, c, v
 
     def warm_up(self, bars: Iterable[Mapping]) -> int:
