@@ -20,7 +20,8 @@ from pathlib import Path
 
 from envs.data.errors import DataError
 
-_SOURCE = re.compile(r"^synthetic:(?P<preset>[A-Za-z0-9_]+):seed=(?P<seed>-?\d+)$")
+SYNTHETIC_SOURCE = re.compile(  # the source attribute of a generated file
+    r"^synthetic:(?P<preset>[A-Za-z0-9_]+):seed=(?P<seed>-?\d+)$")
 _HASHES: dict[tuple, str] = {}  # (path, size, mtime_ns) -> sha256: a run records the same file at every checkpoint
 
 
@@ -45,7 +46,7 @@ def data_record(path: str | os.PathLike) -> dict:
     record = {"path": path, "sha256": file_sha256(path)}
     with h5py.File(path, "r") as f:
         source = str(f.attrs.get("source", ""))
-        match = _SOURCE.match(source)
+        match = SYNTHETIC_SOURCE.match(source)
         if match:
             record["synthetic"] = {
                 "preset": match["preset"],

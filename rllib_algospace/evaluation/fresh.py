@@ -16,10 +16,10 @@ bootstrap (``rllib_algospace.stats.sharpe_ci``), seeded.
 from __future__ import annotations
 
 import math
-import re
 
 import numpy as np
 
+from envs.data.provenance import SYNTHETIC_SOURCE
 from rllib_algospace.evaluation.runner import EvaluationRun, run_policy
 
 DAYS_PER_YEAR = 252.0
@@ -29,7 +29,6 @@ DEFAULT_FRESH_SEED = 1000
 CONSENSUS_POLICIES = ("team", "rule")
 # The user's success metrics; Sharpe is the daily one.
 TARGETS = {"sharpe_daily": (">", 1.2), "max_drawdown": ("<", 0.15), "win_rate": (">", 0.52), "consensus_rate": (">", 0.80)}
-_SOURCE = re.compile(r"^synthetic:(?P<preset>[A-Za-z0-9_]+):seed=(?P<seed>-?\d+)$")
 
 
 class FreshMarketError(ValueError):
@@ -43,7 +42,7 @@ def synthetic_origin(path) -> tuple[str, int, int]:
     with h5py.File(path, "r") as f:
         source = str(f.attrs.get("source", ""))
         bars = int(f["base"]["close"].shape[0])
-    match = _SOURCE.match(source)
+    match = SYNTHETIC_SOURCE.match(source)
     if not match:
         raise FreshMarketError(f"{path}: --fresh-markets needs synthetic training data, and this file's source is {source!r}")
     return match["preset"], int(match["seed"]), bars
