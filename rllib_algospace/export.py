@@ -7,7 +7,8 @@ the experiment folder holding it), and writes a bundle folder
 ``rllib_algospace.inference.TeamPolicy.load`` runs without Ray or RLlib:
 
 * each actor becomes a frozen TorchScript module: a plain ``nn.Module``
-  wrapper around a copy of the team module's actor MLP (``actor.pi``), traced
+  wrapper around a copy of the team module's actor (its input scaling by the
+  training data's train-split statistics, then its MLP), traced
   on a float32 observation and frozen (an RLModule itself does not script);
   the export checks that its logits equal the team module's actor's on a
   sample of real observations;
@@ -177,19 +178,21 @@ def feature_settings(data: str | os.PathLike) -> tuple[dict, dict]:
 
 # ------------------------------------------------------------------ actors
 def _actor_net(module):
-    """A plain ``nn.Module`` around a copy of the actor's policy MLP."""
+    """A plain ``nn.Module`` around a copy of the actor: input scaling, then
+    the policy MLP (the live path gets the scaling with the weights)."""
     import torch
     from torch import nn
 
     class ActorNet(nn.Module):
-        def __init__(self, pi: nn.Module):
+        def __init__(self, scale_in: nn.Module, pi: nn.Module):
             super().__init__()
+            self.scale_in = scale_in
             self.pi = pi
 
         def forward(self, obs: torch.Tensor) -> torch.Tensor:
-            return self.pi(obs)
+            return self.pi(self.scale_in(obs))
 
-    return ActorNet(copy.deepcopy(module.pi).float()).eval()
+    return ActorNet(copy.deepcopy(module.scale_in).float(), copy.deepcopy(module.pi).float()).eval()
 
 
 def _team_net(nets: dict):

@@ -44,7 +44,7 @@ from envs.market.env import AGENTS, N_ACTIONS, TEAM_LAYOUT, TEAM_SIZE, AlgoSpace
 from envs.market.trading import FLAT, FULL, LONG, SHORT, STRUCTURE_ACTIONS, TRADING_ACTIONS_SCHEMA
 
 TEACHERS = ("rule", "oracle")
-WARM_START_FORMAT = 1
+WARM_START_FORMAT = 2  # 2: the actors carry their input scaling (``networks.InputScaling``)
 ORACLE_LEVELS = (-1, 0, 1)
 STRONG_SHORT = STRUCTURE_ACTIONS.index("strong_short")
 NEUTRAL = STRUCTURE_ACTIONS.index("neutral")
@@ -158,9 +158,11 @@ def label_steps(teacher: str, env_config: dict, *, steps: int, seed: int = 0, ex
 
 
 # -- behaviour cloning ---------------------------------------------------------------
-def clone_actors(data: LabelledSteps, *, hiddens, activation: str, epochs: int = 8, lr: float = 1e-3, batch_size: int = 512, seed: int = 0, threads: int | None = None, progress=None) -> dict:
+def clone_actors(data: LabelledSteps, *, hiddens, activation: str, epochs: int = 8, lr: float = 1e-3, batch_size: int = 512, seed: int = 0, threads: int | None = None, scaling=None, progress=None) -> dict:
     """Fit one ``Actor`` per agent to the teacher's actions (cross-entropy on
-    the agent's own slice of the team observation). Returns {agent: Actor}."""
+    the agent's own slice of the team observation). ``scaling``: the team
+    observation's ``(shift, scale)`` (``envs.market.env.team_input_scaling``),
+    which each actor applies to its slice; None: unscaled. Returns {agent: Actor}."""
     import torch
 
     from rllib_algospace.networks import Actor
@@ -177,7 +179,8 @@ def clone_actors(data: LabelledSteps, *, hiddens, activation: str, epochs: int =
         start, stop = TEAM_LAYOUT[agent]
         x = obs[:, start:stop].contiguous()
         y = actions[:, j]
-        actor = Actor(stop - start, N_ACTIONS[agent], list(hiddens), activation)
+        own = tuple(np.asarray(v, dtype=np.float32)[start:stop] for v in scaling) if scaling is not None else None
+        actor = Actor(stop - start, N_ACTIONS[agent], list(hiddens), activation, scaling=own)
         optim = torch.optim.Adam(actor.parameters(), lr=lr)
         t0 = time.monotonic()
         for epoch in range(epochs):
@@ -286,6 +289,7 @@ def pretrain(
     activation: str = "relu",
     explore: float = 0.1,
     oracle_cost_multiple: float = 10.0,
+    scale_inputs: bool = True,
     seed: int = 0,
     progress=print,
 ) -> dict:
@@ -293,13 +297,24 @@ def pretrain(
     actors, report agreement on ``val_steps`` val-split steps (teacher in
     control, no exploration), and write the warm-start file ``out``.
     ``env_config``: the market env's settings (its ``split`` is replaced).
+    ``scale_inputs``: the actors scale their inputs by the market file's
+    train-split statistics (as ``algorithm.scale_inputs`` has the team).
     Returns the report (also stored in the file's ``meta``)."""
     t0 = time.monotonic()
     progress(f"pretrain: labelling {steps:,} train steps with the {teacher} teacher")
     train = label_steps(teacher, {**env_config, "split": "train"}, steps=steps, seed=seed, explore=explore, oracle_cost_multiple=oracle_cost_multiple, progress=progress)
     labelled_s = time.monotonic() - t0
     progress(f"pretrain: cloning into {len(AGENTS)} actors ({'x'.join(map(str, hiddens))} {activation}, {epochs} epochs)")
-    actors = clone_actors(train, hiddens=hiddens, activation=activation, epochs=epochs, seed=seed, threads=os.cpu_count(), progress=progress)
+    scaling = None
+    if scale_inputs:
+        from envs.market.env import team_input_scaling
+
+        env = AlgoSpaceMarketEnv(**{**env_config, "split": "train"})
+        try:
+            scaling = team_input_scaling(env.market)
+        finally:
+            env.close()
+    actors = clone_actors(train, hiddens=hiddens, activation=activation, epochs=epochs, seed=seed, threads=os.cpu_count(), scaling=scaling, progress=progress)
     val = label_steps(teacher, {**env_config, "split": "val"}, steps=val_steps, seed=seed + 10_000, explore=0.0, oracle_cost_multiple=oracle_cost_multiple)
     report = {
         "teacher": teacher,
@@ -310,6 +325,7 @@ def pretrain(
         "seed": seed,
         "hiddens": list(hiddens),
         "activation": activation,
+        "scale_inputs": bool(scale_inputs),
         "data": env_config.get("data"),
         "train_agreement": agreement(actors, train),
         "val_agreement": agreement(actors, val),

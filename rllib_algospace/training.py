@@ -107,6 +107,7 @@ def build_algorithm_config(cfg: TrainConfig, *, data_path: str | None = None, re
     ``algorithm.centralized_critic`` is false): the team env on RLlib's
     single-agent env runner, one ``TeamModule``. ``warm_start``: the
     warm-start file the actors start from (``prepare_warm_start``)."""
+    from envs.market.env import team_input_scaling
     from envs.market.team import REGIME_LABEL, STATE_INDEX, TEAM_LAYOUT, TeamMarketEnv
     from rllib_algospace.mappo import MAPPOConfig
     from rllib_algospace.rllib_env import register
@@ -123,7 +124,16 @@ def build_algorithm_config(cfg: TrainConfig, *, data_path: str | None = None, re
 
     overrides.update(curriculum_env_overrides(cfg))  # all stages' markets; starts at the first
     env_config = cfg.env_config(split="train", **overrides)
-    TeamMarketEnv(**env_config).close()  # a bad env key or market file stops here, before Ray starts
+    probe = TeamMarketEnv(**env_config)  # a bad env key or market file stops here, before Ray starts
+    try:
+        scaling = team_input_scaling(probe.market_env.market) if algo.scale_inputs else None
+    finally:
+        probe.close()
+    model_config = {"hiddens": list(algo.actor_hiddens), "activation": algo.activation}
+    if warm_start:
+        model_config["warm_start"] = warm_start
+    if scaling is not None:
+        model_config["input_scaling"] = {"shift": scaling[0].tolist(), "scale": scaling[1].tolist()}
 
     amp = None
     if algo.mixed_precision:
@@ -149,7 +159,7 @@ def build_algorithm_config(cfg: TrainConfig, *, data_path: str | None = None, re
             # a local learner's CPUs are the main process's (RLlib asks Ray for the larger of the two)
             num_cpus_per_learner=resources.num_cpus_for_main_process if cfg.resources.num_learners == 0 else "auto",
         )
-        .rl_module(model_config={"hiddens": list(algo.actor_hiddens), "activation": algo.activation, **({"warm_start": warm_start} if warm_start else {})})
+        .rl_module(model_config=model_config)
         .training(
             lr=algo.lr,
             gamma=algo.gamma,
@@ -225,12 +235,14 @@ def warm_start_for(cfg: TrainConfig, data_path: str, folder: str, *, progress=pr
     import hashlib
     import json
 
+    from rllib_algospace.teacher import WARM_START_FORMAT
+
     tr, algo = cfg.training, cfg.algorithm
     if tr.warm_start is None or tr.init_from is not None or tr.warm_start not in ("rule", "oracle"):
         return prepare_warm_start(cfg, data_path, progress=progress)
     shape = "x".join(map(str, algo.actor_hiddens)) + f"-{algo.activation}"
     # Everything the clone depends on names it: a trial with other costs or data never reuses another's teacher.
-    made_from = {"data": os.path.abspath(data_path), "env": cfg.env, "training": cfg.to_dict()["training"], "shape": shape, "seed": cfg.experiment.seed, "experiment": experiment_path(cfg)}
+    made_from = {"data": os.path.abspath(data_path), "env": cfg.env, "training": cfg.to_dict()["training"], "shape": shape, "scale_inputs": algo.scale_inputs, "seed": cfg.experiment.seed, "experiment": experiment_path(cfg), "format": WARM_START_FORMAT}
     key = hashlib.sha256(json.dumps(made_from, sort_keys=True, default=str).encode()).hexdigest()[:12]
     out = os.path.join(folder, f"warm_start-{tr.warm_start}-{shape}-s{cfg.experiment.seed}-{key}.pt")
     if not os.path.exists(out):
@@ -267,6 +279,7 @@ def prepare_warm_start(cfg: TrainConfig, data_path: str, out: str | None = None,
         activation=algo.activation,
         explore=tr.warm_start_explore,
         oracle_cost_multiple=tr.oracle_cost_multiple,
+        scale_inputs=algo.scale_inputs,
         seed=cfg.experiment.seed,
         progress=progress,
     )

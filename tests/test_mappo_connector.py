@@ -191,6 +191,41 @@ def test_each_actor_reads_only_its_own_observation(market_file):
         assert torch.equal(module.actors[agent](obs[:, start:stop]), base[i])
 
 
+def test_every_network_scales_its_inputs_by_the_train_split_statistics(market_file):
+    """With ``input_scaling`` (the training file's train-split statistics over
+    the team observation) each actor and the critic see ``(obs - shift) /
+    scale``, clipped; the scaling is part of the module's state, and the rule
+    actor still reads raw values."""
+    from envs.market.env import team_input_scaling
+    from rllib_algospace.networks import SCALED_CLIP
+
+    env = TeamMarketEnv(data=market_file)
+    shift, scale = team_input_scaling(env.market_env.market)
+    assert (scale > 0).all() and np.count_nonzero(shift) > 0
+    scaled = TeamModule(
+        observation_space=env.observation_space,
+        action_space=env.action_space,
+        model_config={"agents": list(AGENTS), "layout": env.layout, "state_index": STATE_INDEX.tolist(), "hiddens": [16, 16], "critic_hiddens": [16, 16], "input_scaling": {"shift": shift.tolist(), "scale": scale.tolist()}},
+    )
+    obs = torch.as_tensor(np.stack([env.reset(seed=s)[0] for s in range(8)]))
+    expected_input = ((obs - torch.as_tensor(shift)) / torch.as_tensor(scale)).clamp(-SCALED_CLIP, SCALED_CLIP)
+    logits = scaled.agent_logits(obs)
+    for i, agent in enumerate(AGENTS):
+        start, stop = env.layout[agent]
+        actor = scaled.actors[agent]
+        assert torch.allclose(logits[i], actor.pi(expected_input[:, start:stop]), atol=1e-6), agent
+    values = scaled.compute_values({Columns.OBS: obs})
+    assert torch.allclose(values, scaled.critic.vf(expected_input[:, STATE_INDEX]), atol=1e-6)
+    # the scaling travels in the module's state (checkpoints, warm starts, export)
+    state = scaled.actors["tactical"].state_dict()
+    start, stop = env.layout["tactical"]
+    np.testing.assert_allclose(state["scale_in.shift"].numpy(), shift[start:stop])
+    np.testing.assert_allclose(state["scale_in.scale"].numpy(), scale[start:stop])
+    plain = _team_module(env)
+    plain.actors["tactical"].load_state_dict(state)
+    assert torch.allclose(plain.actors["tactical"](obs[:, start:stop]), logits[2], atol=1e-6)
+
+
 def test_critic_inputs_and_env_runners_never_get_the_critic(market_file):
     env = TeamMarketEnv(data=market_file)
     obs = torch.as_tensor(np.stack([env.reset(seed=s)[0] for s in range(8)]))
@@ -316,7 +351,7 @@ def test_checkpoints_of_the_old_schema_are_refused(tmp_path):
     old = tmp_path / "checkpoint_000001"
     old.mkdir()
     (old / "algospace.json").write_text(json.dumps({"format": 1, "agents": list(AGENTS), "modules_dir": "learner_group/learner/rl_module"}))
-    with pytest.raises(CheckpointError, match=r"checkpoint schema 1 is not this version's schema 3") as info:
+    with pytest.raises(CheckpointError, match=r"checkpoint schema 1 is not this version's schema 4") as info:
         load_team_module(old)
     assert str(old) in str(info.value) and "\n" not in str(info.value)
     # format 2: one team module, but the old operation actions (enter/exit/reduce, modify/block)

@@ -70,3 +70,42 @@ def test_features_and_observations_ignore_the_future(original, tmp_path, offset)
         actions = {a: int(rng.integers(envs[0].action_space(a).n)) for a in envs[0].agents}
         obs = [e.step(actions)[0] for e in envs]
     assert envs[0].bar_index == t
+
+
+def test_input_statistics_see_only_the_train_split(original, tmp_path):
+    """The stored feature statistics (what models scale their inputs by) are
+    the train split's alone: changing every bar after the train split leaves
+    them bit-identical, and they equal a recomputation over rows the train
+    split can see."""
+    from envs.data.reader import MarketData
+    from envs.data.store import MATRICES, column_stats, train_stats_rows
+    from envs.market.env import team_input_scaling
+
+    bars, orig_path = original
+    with h5py.File(orig_path, "r") as f:
+        train_stop = int(f.attrs["split_bounds"][0][1])
+        visible = f["base/htf_visible"][:]
+        stored = {}
+        for name in MATRICES:
+            ds = f[f"features/{name}"]
+            lo, hi = (int(v) for v in ds.attrs["train_rows"])
+            assert (lo, hi) == train_stats_rows(name, int(ds.attrs["warmup"]), train_stop, visible)
+            # no row past what the last train bar sees
+            assert hi == (train_stop if MATRICES[name][2] == "base" else int(visible[train_stop - 1]))
+            mean, std = column_stats(ds[lo:hi])
+            np.testing.assert_array_equal(ds.attrs["train_mean"], mean)
+            np.testing.assert_array_equal(ds.attrs["train_std"], std)
+            stored[name] = (ds.attrs["train_mean"].copy(), ds.attrs["train_std"].copy())
+    changed = _perturb_after(bars, train_stop - 1, seed=11)
+    changed_path = str(build_market_file(changed, tmp_path / "changed_after_train.h5"))
+    with h5py.File(changed_path, "r") as f:
+        assert int(f.attrs["split_bounds"][0][1]) == train_stop
+        assert not np.array_equal(f["features/tactical"][train_stop:], h5py.File(orig_path, "r")["features/tactical"][train_stop:])
+        for name in MATRICES:
+            np.testing.assert_array_equal(f[f"features/{name}"].attrs["train_mean"], stored[name][0])
+            np.testing.assert_array_equal(f[f"features/{name}"].attrs["train_std"], stored[name][1])
+    a, b = MarketData(orig_path), MarketData(changed_path)
+    for x, y in zip(team_input_scaling(a), team_input_scaling(b)):
+        np.testing.assert_array_equal(x, y)
+    a.close()
+    b.close()

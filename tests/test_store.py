@@ -198,3 +198,39 @@ def test_a_full_disk_is_refused_before_writing(tmp_path, monkeypatch, capsys):
     err = capsys.readouterr().err.strip()
     assert err.startswith(f"algospace: error: {out.parent}: not enough free space to write {out}: needs about ") and err.endswith("MB, 0.0 MB free")
     assert not out.exists() and (not out.parent.exists() or not any(out.parent.iterdir()))
+
+
+def test_train_statistics_are_checked_and_computed_for_older_files(tmp_path, market_file):
+    """``validate`` recomputes the stored train-split statistics (a file whose
+    statistics saw other rows is named); a file written before they were
+    stored gets the same values computed by the reader."""
+    import shutil
+
+    from envs.data.reader import MarketData
+    from envs.data.store import MATRICES, STATS_ATTRS
+
+    reference = MarketData(market_file)
+    expected = {name: reference.feature_stats(name) for name in MATRICES}
+    reference.close()
+
+    tampered = tmp_path / "tampered.h5"
+    shutil.copy(market_file, tampered)
+    with h5py.File(tampered, "r+") as f:
+        ds = f["features/regime"]
+        ds.attrs["train_mean"] = ds[:].mean(axis=0).astype(np.float32)  # every row, val and test included
+        ds.attrs["train_rows"] = np.array([0, ds.shape[0]], dtype=np.int64)
+    with pytest.raises(DataError, match=r"/features/regime train statistics cover rows \[0, \d+\], but the train split sees rows"):
+        validate_market_file(tampered)
+
+    older = tmp_path / "older.h5"
+    shutil.copy(market_file, older)
+    with h5py.File(older, "r+") as f:
+        for name in MATRICES:
+            for key in STATS_ATTRS:
+                del f[f"features/{name}"].attrs[key]
+    validate_market_file(older)
+    market = MarketData(older)
+    for name in MATRICES:
+        for got, want in zip(market.feature_stats(name), expected[name]):
+            np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-7)
+    market.close()

@@ -141,7 +141,18 @@ def test_pretrain_reports_val_agreement(market_file, tmp_path):
     assert set(report["val_agreement"]) == set(AGENTS) and all(0.0 <= v <= 1.0 for v in report["val_agreement"].values())
     assert (tmp_path / "ws.pt").is_file() and not list(tmp_path.glob("*.tmp"))
     assert any("agreement with the teacher on val" in line for line in lines)
-    assert load_warm_start(tmp_path / "ws.pt")["meta"]["teacher"] == "oracle"
+    payload = load_warm_start(tmp_path / "ws.pt")
+    assert payload["meta"]["teacher"] == "oracle" and payload["meta"]["scale_inputs"] is True
+    # the clone scales its inputs as the team will: by the file's train-split statistics
+    from envs.data.reader import MarketData
+    from envs.market.env import team_input_scaling
+
+    market = MarketData(market_file)
+    shift, scale = team_input_scaling(market)
+    market.close()
+    start, stop = TEAM_LAYOUT["regime"]
+    np.testing.assert_allclose(payload["actors"]["regime"]["scale_in.shift"].numpy(), shift[start:stop])
+    np.testing.assert_allclose(payload["actors"]["regime"]["scale_in.scale"].numpy(), scale[start:stop])
 
 
 def test_teacher_module_imports_no_ray():

@@ -20,7 +20,7 @@ import h5py
 import numpy as np
 
 from envs.data.errors import DataError
-from envs.data.store import CHUNK_ROWS, MATRICES, read_attrs
+from envs.data.store import CHUNK_ROWS, MATRICES, column_stats, read_attrs, train_stats_rows
 
 # Rows before each block of a base column, so short look-backs stay views.
 BASE_OVERLAP = 64
@@ -261,6 +261,26 @@ class MarketData:
 
     def features(self, matrix: str) -> BlockArray | MemoryArray:
         return self.array(f"features/{matrix}")
+
+    def feature_stats(self, matrix: str) -> tuple[np.ndarray, np.ndarray]:
+        """Mean and standard deviation of each column of feature matrix
+        ``matrix`` over the rows the train split sees (stored when the file
+        was written; computed the same way for a file written before that)."""
+        try:
+            ds = self._handle()[f"features/{matrix}"]
+            if "train_mean" in ds.attrs and "train_std" in ds.attrs:
+                mean = np.asarray(ds.attrs["train_mean"], dtype=np.float32)
+                std = np.asarray(ds.attrs["train_std"], dtype=np.float32)
+            else:
+                visible = self._handle()["base/htf_visible"]
+                lo, hi = train_stats_rows(matrix, int(ds.attrs.get("warmup", 0)), self.splits["train"][1], visible)
+                mean, std = column_stats(ds[lo:hi])
+        except (KeyError, OSError, ValueError, IndexError) as exc:
+            raise DataError(self.path, None, f"/features/{matrix}: unreadable train-split statistics ({type(exc).__name__}: {' '.join(str(exc).split())[:120]})") from None
+        width = len(MATRICES[matrix][0])
+        if mean.shape != (width,) or std.shape != (width,) or not (np.isfinite(mean).all() and np.isfinite(std).all() and (std >= 0).all()):
+            raise DataError(self.path, None, f"/features/{matrix}: train-split statistics are not {width} finite means and non-negative deviations")
+        return mean, std
 
     def read_base(self, field: str, start: int = 0, stop: int | None = None) -> np.ndarray:
         """A whole column range at once (evaluation, baselines)."""

@@ -7,7 +7,14 @@ Layout (``SCHEMA_VERSION`` 1)::
                              split_names, split_bounds (3 x 2 base-bar [start, stop))
     /base/{timestamp, open, high, low, close, volume, regime_label, htf_visible}
     /htf/{timestamp, open, high, low, close, volume}
-    /features/{regime, structure, tactical}   attrs: names, window, warmup
+    /features/{regime, structure, tactical}   attrs: names, window, warmup,
+                             train_rows, train_mean, train_std
+
+``train_mean``/``train_std`` are each feature column's statistics over
+``train_rows`` [start, stop): the defined rows (after the warmup) that the
+train split can see, i.e. tactical rows before the train split's stop and
+higher-timeframe rows closed by its last bar. No val or test bar reaches them.
+Models scale their inputs with them (``networks.InputScaling``).
 
 Every dataset is chunked, gzip-compressed with the shuffle filter, and carries
 HDF5's fletcher32 per-chunk checksum, so a flipped bit is caught on read.
@@ -51,6 +58,24 @@ MATRICES = {
     "structure": (STRUCTURE_FEATURES, STRUCTURE_WINDOW, "htf"),
     "tactical": (TACTICAL_FEATURES, TACTICAL_WINDOW, "base"),
 }
+
+
+STATS_ATTRS = ("train_rows", "train_mean", "train_std")
+
+
+def train_stats_rows(matrix: str, warmup: int, train_stop: int, htf_visible: np.ndarray) -> tuple[int, int]:
+    """Rows [start, stop) of feature matrix ``matrix`` that the train split
+    (base bars before ``train_stop``) can see, from its warmup on."""
+    stop = int(train_stop) if MATRICES[matrix][2] == "base" else int(htf_visible[int(train_stop) - 1])
+    return min(int(warmup), stop), stop
+
+
+def column_stats(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and standard deviation of each column (float64 sums), float32."""
+    rows = np.asarray(rows, dtype=np.float64)
+    if len(rows) == 0:
+        return np.zeros(rows.shape[1], np.float32), np.ones(rows.shape[1], np.float32)
+    return rows.mean(axis=0).astype(np.float32), rows.std(axis=0).astype(np.float32)
 
 
 @dataclass(frozen=True)
@@ -173,10 +198,16 @@ def write_market_file(
                 "tactical": features.tactical_warmup,
             }
             for name, (names, window, _) in MATRICES.items():
-                ds = _dataset(g, name, np.ascontiguousarray(getattr(features, name), dtype=np.float32))
+                matrix = np.ascontiguousarray(getattr(features, name), dtype=np.float32)
+                ds = _dataset(g, name, matrix)
                 ds.attrs["names"] = np.array(names, dtype=h5py.string_dtype())
                 ds.attrs["window"] = window
                 ds.attrs["warmup"] = warmups[name]
+                lo, hi = train_stats_rows(name, warmups[name], layout.splits["train"][1], htf_visible)
+                mean, std = column_stats(matrix[lo:hi])
+                ds.attrs["train_rows"] = np.array([lo, hi], dtype=np.int64)
+                ds.attrs["train_mean"] = mean
+                ds.attrs["train_std"] = std
         umask = os.umask(0)
         os.umask(umask)
         os.chmod(tmp_name, 0o666 & ~umask)  # mkstemp makes 0600; give the usual file mode
@@ -210,6 +241,22 @@ def read_attrs(path: str | os.PathLike) -> dict:
     if set(attrs["splits"]) != set(SPLIT_NAMES):
         raise DataError(path, None, f"splits {sorted(attrs['splits'])} are not {list(SPLIT_NAMES)}")
     return attrs
+
+
+def _check_train_stats(path: str, name: str, ds: h5py.Dataset, train_stop: int, visible: np.ndarray) -> None:
+    """The stored train-split statistics (when the file has them) cover
+    exactly the rows the train split sees and equal their recomputation."""
+    if not all(k in ds.attrs for k in STATS_ATTRS):
+        return  # written before the statistics were stored; readers compute them
+    expected = train_stats_rows(name, int(ds.attrs.get("warmup", 0)), train_stop, visible)
+    stored = tuple(int(v) for v in np.asarray(ds.attrs["train_rows"]).ravel()[:2])
+    if stored != expected:
+        raise DataError(path, None, f"/features/{name} train statistics cover rows {list(stored)}, but the train split sees rows {list(expected)}")
+    mean, std = column_stats(ds[expected[0] : expected[1]])
+    for key, value in (("train_mean", mean), ("train_std", std)):
+        got = np.asarray(ds.attrs[key], dtype=np.float32)
+        if got.shape != value.shape or not np.allclose(got, value, rtol=1e-4, atol=1e-5):
+            raise DataError(path, None, f"/features/{name} attribute {key} differs from the train split's rows")
 
 
 def _plain(value):
@@ -273,6 +320,10 @@ def validate_market_file(path: str | os.PathLike) -> dict:
         visible = f["base/htf_visible"][:]
         if (np.diff(visible) < 0).any() or visible.min(initial=0) < 0 or visible.max(initial=0) > n_htf:
             raise DataError(path, None, "/base/htf_visible is not a non-decreasing count of higher-timeframe bars")
+        train_stop = int(attrs["splits"]["train"][1])
+        if 0 < train_stop <= n_base:
+            for name in MATRICES:
+                _check_train_stats(path, name, f[f"features/{name}"], train_stop, visible)
     first_valid = int(attrs["first_valid"])
     bounds = [attrs["splits"][s] for s in SPLIT_NAMES]
     previous_stop = first_valid

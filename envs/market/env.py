@@ -128,6 +128,26 @@ def _state_index() -> np.ndarray:
 
 
 STATE_INDEX = _state_index()
+# The smallest deviation a feature column is divided by (a column that barely
+# moves on the train split is centred, not blown up).
+MIN_FEATURE_STD = 0.01
+WINDOW_MATRICES = {"regime": (REGIME_WINDOW, len(REGIME_FEATURES)), "structure": (STRUCTURE_WINDOW, len(STRUCTURE_FEATURES)), "tactical": (TACTICAL_WINDOW, len(TACTICAL_FEATURES))}
+
+
+def team_input_scaling(market: MarketData) -> tuple[np.ndarray, np.ndarray]:
+    """``(shift, scale)`` over the team observation (``TEAM_SIZE`` each):
+    every window's feature columns are centred and scaled by the market
+    file's train-split statistics (``MarketData.feature_stats``, which no val
+    or test bar reaches); calls, the portfolio state and the label slot keep
+    shift 0 and scale 1. A model computes ``(obs - shift) / scale``."""
+    shift = np.zeros(TEAM_SIZE, dtype=np.float32)
+    scale = np.ones(TEAM_SIZE, dtype=np.float32)
+    for agent, (window, width) in WINDOW_MATRICES.items():
+        mean, std = market.feature_stats(agent)
+        start = TEAM_LAYOUT[agent][0]
+        shift[start : start + window * width] = np.tile(mean, window)
+        scale[start : start + window * width] = np.tile(np.maximum(std, MIN_FEATURE_STD), window)
+    return shift, scale
 
 
 def _box(low_high: list[tuple[int, float, float]]) -> spaces.Box:

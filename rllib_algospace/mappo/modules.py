@@ -35,12 +35,13 @@ from ray.rllib.core.rl_module.torch.torch_rl_module import TorchRLModule
 from ray.rllib.models.torch.torch_distributions import TorchMultiCategorical
 
 from rllib_algospace.mappo.valuenorm import ValueNormalizer
-from rllib_algospace.networks import Actor, mlp
+from rllib_algospace.networks import Actor, InputScaling, mlp
 
 # Schema of the team module's checkpoints (``algospace.json`` "format"); a
 # checkpoint of another format is refused with one line, never misread.
 # 3: the actions are target states (``envs.market.trading.TRADING_ACTIONS_SCHEMA``).
-CHECKPOINT_FORMAT = 3
+# 4: actors and critics scale their inputs (``networks.InputScaling``).
+CHECKPOINT_FORMAT = 4
 CRITIC_INPUTS = ("state", "concat_obs")
 
 
@@ -70,25 +71,36 @@ class CentralCritic(nn.Module):
     observation at ``index`` (the global state), or its first ``concat``
     columns (all agents' observations)."""
 
-    def __init__(self, index, concat: int | None, n_agents: int, hiddens, activation: str):
+    def __init__(self, index, concat: int | None, n_agents: int, hiddens, activation: str, scaling=None):
         super().__init__()
         self.concat = concat
         self.register_buffer("index", torch.as_tensor(np.asarray(index if index is not None else [], dtype=np.int64)), persistent=False)
         in_dim = concat if concat is not None else len(self.index)
+        self.scale_in = InputScaling(in_dim)
+        if scaling is not None:
+            shift, scale = (np.asarray(v, dtype=np.float32) for v in scaling)
+            pick = np.arange(concat) if concat is not None else np.asarray(index, dtype=np.int64)
+            self.scale_in.set(shift[pick], scale[pick])
         self.vf = mlp(in_dim, hiddens, n_agents, activation)
 
     def forward(self, obs: torch.Tensor, layout: dict) -> torch.Tensor:
         x = obs[..., : self.concat] if self.concat is not None else obs.index_select(-1, self.index)
-        return self.vf(x)
+        return self.vf(self.scale_in(x))
 
 
 class AgentCritics(nn.Module):
     """Independent PPO: V_i(own observation of agent i), stacked per agent."""
 
-    def __init__(self, agents, layout: dict, hiddens, activation: str):
+    def __init__(self, agents, layout: dict, hiddens, activation: str, scaling=None):
         super().__init__()
         self.agents = list(agents)
-        self.vfs = nn.ModuleDict({a: mlp(layout[a][1] - layout[a][0], hiddens, 1, activation) for a in self.agents})
+        self.vfs = nn.ModuleDict()
+        for a in self.agents:
+            start, stop = layout[a]
+            scale_in = InputScaling(stop - start)
+            if scaling is not None:
+                scale_in.set(*(np.asarray(v, dtype=np.float32)[start:stop] for v in scaling))
+            self.vfs[a] = nn.Sequential(scale_in, mlp(stop - start, hiddens, 1, activation))
 
     def forward(self, obs: torch.Tensor, layout: dict) -> torch.Tensor:
         return torch.cat([self.vfs[a](obs[..., layout[a][0] : layout[a][1]]) for a in self.agents], dim=-1)
@@ -104,7 +116,10 @@ class TeamModule(TorchRLModule, ValueFunctionAPI, InferenceOnlyAPI):
     ``critic_hiddens``, ``value_norm``, ``value_norm_beta``, ``rule_agents``
     (act by the rule), ``frozen_agents`` (keep their weights), ``warm_start``
     (a warm-start file of ``rllib_algospace.teacher``: the actors start from
-    its cloned weights; a checkpoint restored later replaces them).
+    its cloned weights; a checkpoint restored later replaces them),
+    ``input_scaling`` (``{"shift": [...], "scale": [...]}`` over the team
+    observation, ``envs.market.env.team_input_scaling`` of the training
+    data; every network scales its input slice with it; absent: identity).
     """
 
     def setup(self):
@@ -115,13 +130,16 @@ class TeamModule(TorchRLModule, ValueFunctionAPI, InferenceOnlyAPI):
         activation = mc.get("activation", "tanh")
         rule_agents = set(mc.get("rule_agents") or ())
         self.frozen_agents = sorted(set(mc.get("frozen_agents") or ()) | rule_agents)
+        scaling = mc.get("input_scaling")
+        scaling = (scaling["shift"], scaling["scale"]) if scaling else None
         self.actors = nn.ModuleDict()
         for agent, n in zip(self.agents, self.action_sizes):
             start, stop = self.layout[agent]
             if agent in rule_agents:
-                self.actors[agent] = RuleActor(agent, n)
+                self.actors[agent] = RuleActor(agent, n)  # the rule reads raw feature values
             else:
-                self.actors[agent] = Actor(stop - start, n, list(mc.get("hiddens", [128, 128])), activation)
+                own = tuple(np.asarray(v, dtype=np.float32)[start:stop] for v in scaling) if scaling else None
+                self.actors[agent] = Actor(stop - start, n, list(mc.get("hiddens", [128, 128])), activation, scaling=own)
         warm_start = mc.get("warm_start")
         # Missing file: an env runner on another node (the learner's weights
         # reach it by sync), or a checkpoint loaded elsewhere (its own weights
@@ -141,12 +159,12 @@ class TeamModule(TorchRLModule, ValueFunctionAPI, InferenceOnlyAPI):
         critic_hiddens = list(mc.get("critic_hiddens", [256, 256]))
         if self.centralized_critic:
             if mc.get("critic_input", "state") == "state":
-                self.critic = CentralCritic(mc["state_index"], None, len(self.agents), critic_hiddens, activation)
+                self.critic = CentralCritic(mc["state_index"], None, len(self.agents), critic_hiddens, activation, scaling)
             else:  # the agents' observations, which come first in the team observation
                 concat = max(self.layout[a][1] for a in self.agents)
-                self.critic = CentralCritic(None, concat, len(self.agents), critic_hiddens, activation)
+                self.critic = CentralCritic(None, concat, len(self.agents), critic_hiddens, activation, scaling)
         else:
-            self.critic = AgentCritics(self.agents, self.layout, critic_hiddens, activation)
+            self.critic = AgentCritics(self.agents, self.layout, critic_hiddens, activation, scaling)
         self.value_normalizer = ValueNormalizer(
             len(self.agents), beta=float(mc.get("value_norm_beta", 0.995)), enabled=bool(mc.get("value_norm", True))
         )
