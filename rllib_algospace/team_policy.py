@@ -204,10 +204,10 @@ def require_format(meta: dict, where: str) -> None:
 
     found = meta.get("format")
     if found != CHECKPOINT_FORMAT:
-        old = " (its actions are the old operations, not target states)" if found == 2 else ""
+        old = {2: " (its actions are the old operations, not target states)", 3: " (its networks do not scale their inputs by train-split statistics)"}.get(found, "")
         raise CheckpointError(
             f"{where}: checkpoint schema {found!r} is not this version's schema {CHECKPOINT_FORMAT}{old} "
-            "(one team module with per-agent actors whose actions are target states); retrain it with this version"
+            "(one team module with per-agent actors whose actions are target states and whose inputs are scaled); retrain it with this version"
         )
 
 

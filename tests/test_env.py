@@ -206,11 +206,12 @@ def test_in_memory_and_streaming_agree(market_file):
 
 
 def test_leak_canary_sees_the_future_only_when_switched_on(market_file):
-    """The test-only canary writes the coming return into tactical's newest
-    row; off (the default) the observation is the plain one."""
+    """The test-only canary writes the coming return into the newest rows of
+    structure and tactical; off (the default) the observation is the plain one."""
     from envs.market.env import FEATURE_SIZES, TEAM_LAYOUT
 
     col = TEAM_LAYOUT["tactical"][0] + FEATURE_SIZES["tactical"] - 7
+    structure_col = TEAM_LAYOUT["structure"][0] + FEATURE_SIZES["structure"] - 8
     plain = algospace_market.parallel_env(data=market_file, episode_length=0, random_start=False)
     leaky = algospace_market.parallel_env(data=market_file, episode_length=0, random_start=False, leak_future_bars=4)
     plain.reset(seed=0)
@@ -218,7 +219,8 @@ def test_leak_canary_sees_the_future_only_when_switched_on(market_file):
     leaked, future = [], []
     for _ in range(400):
         a, b = plain.team_observation(), leaky.team_observation()
-        assert np.array_equal(np.delete(a, col), np.delete(b, col))
+        assert np.array_equal(np.delete(a, [structure_col, col]), np.delete(b, [structure_col, col]))
+        assert b[structure_col] == b[col]
         t = leaky.bar_index
         close = leaky.market.base("close")
         leaked.append(b[col])

@@ -356,7 +356,10 @@ def test_checkpoints_of_the_old_schema_are_refused(tmp_path):
     assert str(old) in str(info.value) and "\n" not in str(info.value)
     # format 2: one team module, but the old operation actions (enter/exit/reduce, modify/block)
     (old / "algospace.json").write_text(json.dumps({"format": 2, "agents": list(AGENTS), "module_dir": "learner_group/learner/rl_module/default_policy"}))
-    with pytest.raises(CheckpointError, match=r"schema 2 is not this version's schema 3 \(its actions are the old operations"):
+    with pytest.raises(CheckpointError, match=r"schema 2 is not this version's schema 4 \(its actions are the old operations"):
+        load_team_module(old)
+    (old / "algospace.json").write_text(json.dumps({"format": 3, "agents": list(AGENTS), "module_dir": "learner_group/learner/rl_module/default_policy"}))
+    with pytest.raises(CheckpointError, match=r"schema 3 is not this version's schema 4 \(its networks do not scale their inputs"):
         load_team_module(old)
 
 

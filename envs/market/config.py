@@ -41,7 +41,7 @@ class MarketEnvConfig:
     risk_compliance_penalty: float = 0.01  # risk shaping: allowing exposure beyond the drawdown limit
     drawdown_limit: float = 0.10  # the drawdown penalty and risk's compliance shaping start here
     # TEST ONLY (the learning canary): >0 writes the return of the next N bars
-    # into tactical's newest observation row. Look-ahead by design; never on by
+    # into structure's and tactical's newest observation rows. Look-ahead by design; never on by
     # default, and `export` refuses a team trained with it.
     leak_future_bars: int = 0
     render_mode: str | None = None

@@ -522,7 +522,12 @@ class AlgoSpaceMarketEnv(ParallelEnv):
         out[start:stop] = calls[CALL_OFFSETS["risk"] :]
         out[TEAM_LAYOUT[REGIME_LABEL][0]] = sp.label[t - sp.base_lo]
         if self.config.leak_future_bars:
-            out[TEAM_LAYOUT["tactical"][0] + FEATURE_SIZES["tactical"] - len(TACTICAL_FEATURES)] = self._leaked_return()
+            # in the newest row of both agents whose agreement opens a
+            # position (the consensus rule): a leak only tactical saw could
+            # be used only when structure happened to agree
+            leak = self._leaked_return()
+            for name, width in (("structure", len(STRUCTURE_FEATURES)), ("tactical", len(TACTICAL_FEATURES))):
+                out[TEAM_LAYOUT[name][0] + FEATURE_SIZES[name] - width] = leak
         return out
 
     def _leaked_return(self) -> float:
