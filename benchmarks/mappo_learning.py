@@ -128,6 +128,10 @@ def overrides_for(args, preset: str, variant: str, seed: int, storage: str) -> d
         o["algorithm.centralized_critic"] = False
     if variant == "canary":
         o["env.leak_future_bars"] = args.canary_leak_bars
+    if variant != "default" and args.set:
+        from rllib_algospace.config import parse_overrides
+
+        o.update(parse_overrides(args.set))  # an experiment's change, on every trained run
     return o
 
 
@@ -251,6 +255,7 @@ def main(argv=None) -> int:
     p.add_argument("--canary-leak-bars", type=int, default=6)
     p.add_argument("--fresh", type=int, default=5, help="fresh markets per evaluation")
     p.add_argument("--storage", default="/tmp/algospace_learning", help="experiments and clones (not part of the results)")
+    p.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE", help="config overrides of every trained run but `default` (an experiment: give it its own --out-dir and --storage)")
     p.add_argument("--report", action="store_true", help="print the tables of the results in --out-dir and stop")
     args = p.parse_args(argv)
     out_dir = Path(args.out_dir)

@@ -10,12 +10,13 @@ import csv
 import json
 import math
 import os
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-METADATA_FILE = "algospace.json"
+from rllib_algospace.artifacts import METADATA_FILE, checkpoint_problem
 
 
 class CheckpointError(ValueError):
@@ -106,6 +107,10 @@ def best_checkpoints(path: str | os.PathLike, *, score: str | None = None, mode:
         scores = trial_scores(trial, score)
         rows = []
         for ckpt in ckpts:
+            problem = incomplete_checkpoint(ckpt)
+            if problem:
+                print(f"warning: skipping {ckpt}: incomplete checkpoint ({problem})", file=sys.stderr)
+                continue
             try:
                 it = json.loads((ckpt / METADATA_FILE).read_text()).get("training_iteration")
             except (OSError, ValueError):
@@ -124,6 +129,19 @@ def best_checkpoints(path: str | os.PathLike, *, score: str | None = None, mode:
     return out
 
 
+def incomplete_checkpoint(checkpoint: str | os.PathLike) -> str | None:
+    """What makes a checkpoint of this version's format incomplete (a copy
+    cut short by a kill or a full disk), or None. A checkpoint of another
+    format is left to ``require_format``, which names its schema."""
+    from rllib_algospace.mappo.modules import CHECKPOINT_FORMAT
+
+    try:
+        found = json.loads((Path(checkpoint) / METADATA_FILE).read_text()).get("format")
+    except (OSError, ValueError, AttributeError):
+        return checkpoint_problem(checkpoint)
+    return checkpoint_problem(checkpoint) if found == CHECKPOINT_FORMAT else None
+
+
 def find_checkpoint(path: str | os.PathLike) -> Path:
     """The checkpoint folder at ``path``, or the best one below it (a trial or
     experiment folder: ``best_checkpoints``, then the best trial by the same
@@ -132,6 +150,9 @@ def find_checkpoint(path: str | os.PathLike) -> Path:
     if not path.exists():
         raise CheckpointError(f"{path}: no such checkpoint or folder")
     if (path / METADATA_FILE).exists():
+        problem = incomplete_checkpoint(path)
+        if problem:
+            raise CheckpointError(f"{path}: incomplete checkpoint ({problem}); name its trial folder to use the best complete one, or resume the run")
         return path
     ranked = best_checkpoints(path)
     if not ranked:

@@ -188,6 +188,7 @@ def build_algorithm_config(cfg: TrainConfig, *, data_path: str | None = None, re
             teacher_kl_steps=algo.teacher_kl_steps,
             regime_aux_coeff=algo.regime_aux_coeff,
             regime_label_index=TEAM_LAYOUT[REGIME_LABEL][0],
+            experiment_folder=None if cfg.experiment.storage_is_uri else os.path.abspath(experiment_path(cfg)),
         )
         .callbacks(rllib_callbacks(cfg))
         .debugging(seed=cfg.experiment.seed)
@@ -574,6 +575,9 @@ def train(cfg: TrainConfig, *, resume: bool = False) -> TrainOutcome:
         if not tune.Tuner.can_restore(path):
             raise FileNotFoundError(f"{path}: no experiment to resume there (run without --resume first)")
         print(f"resuming {path}")
+        if not cfg.experiment.storage_is_uri:
+            for line in describe_resume(path):
+                print(line)
         tuner = tune.Tuner.restore(path, trainable=MAPPO, resume_unfinished=True, resume_errored=True)
         replace_driver_callbacks(tuner, callbacks)
     else:
@@ -585,6 +589,27 @@ def train(cfg: TrainConfig, *, resume: bool = False) -> TrainOutcome:
         )
     grid = tuner.fit()
     return _outcome(cfg, path, grid)
+
+
+def describe_resume(experiment: str | os.PathLike) -> list[str]:
+    """Where each trial of a local experiment continues: its newest complete
+    checkpoint on disk (what ``MAPPO`` restores, whatever Tune recorded),
+    and the incomplete ones it skips."""
+    from pathlib import Path
+
+    from rllib_algospace.artifacts import complete_checkpoints
+
+    lines = []
+    for trial in sorted(p for p in Path(experiment).iterdir() if p.is_dir() and any(p.glob("checkpoint_*"))):
+        complete, incomplete = complete_checkpoints(trial)
+        for folder, problem in incomplete:
+            lines.append(f"resume: {trial.name}: skipping {folder.name}: incomplete ({problem})")
+        if complete:
+            iteration, folder = complete[-1]
+            lines.append(f"resume: {trial.name} continues from {folder.name} (iteration {iteration})")
+        else:
+            lines.append(f"resume: {trial.name} has no complete checkpoint: it starts again from iteration 1")
+    return lines
 
 
 def run_config(cfg: TrainConfig, callbacks: list):

@@ -124,6 +124,48 @@ def test_sigkill_mid_run_then_resume_finishes(market_file, tmp_path):
     assert final["num_env_steps_sampled_lifetime"] == 6 * 512
 
 
+def test_resume_continues_from_the_newest_complete_checkpoint_whatever_tune_recorded(market_file, tmp_path):
+    """A kill that Tune's record of the experiment does not reflect (its
+    snapshot predates every checkpoint), and a newest checkpoint whose copy
+    was cut short: ``--resume`` skips the incomplete one, continues from the
+    newest complete one on disk, says which, and keeps counting from there."""
+    from rllib_algospace.artifacts import complete_checkpoints
+
+    env = _run_env()
+    env["TUNE_GLOBAL_CHECKPOINT_S"] = "100000"  # Tune's snapshot stays the one from the start
+    args = ["train", "--quick", "--data", market_file, "--storage", str(tmp_path), "--name", "stale", "--stop-iters", "8", "--no-evaluate"]
+    proc = subprocess.Popen(_cli(*args, env=env), env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.time() + 240
+    try:
+        while time.time() < deadline:
+            trial = _trial_dir(tmp_path, "stale")
+            complete = complete_checkpoints(trial)[0] if trial is not None else []
+            if len(complete) >= 2 and complete[-1][0] >= 3:
+                break
+            if proc.poll() is not None:
+                pytest.fail(f"training ended before it could be killed:\n{proc.stdout.read()[-3000:]}")
+            time.sleep(0.2)
+        else:
+            pytest.fail("no two complete checkpoints within 240 s")
+    finally:
+        if proc.poll() is None:
+            kill_tree(proc)
+    complete, _ = complete_checkpoints(trial)
+    (_, newest), (expected_iteration, expected) = complete[-1], complete[-2]
+    largest = max((p for p in newest.rglob("*") if p.is_file() and p.name != "algospace.json"), key=lambda p: p.stat().st_size)
+    largest.write_bytes(largest.read_bytes()[: largest.stat().st_size // 2])  # a copy cut short
+    results_before = len((trial / "result.json").read_text().strip().splitlines())
+
+    resumed = subprocess.run(_cli(*args, "--resume", env=env), env=env, capture_output=True, text=True, timeout=400)
+    assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
+    assert f"skipping {newest.name}: incomplete" in resumed.stdout
+    assert f"continues from {expected.name} (iteration {expected_iteration})" in resumed.stdout
+    lines = [json.loads(line) for line in (trial / "result.json").read_text().strip().splitlines()]
+    assert lines[results_before]["training_iteration"] == expected_iteration + 1  # not 1: the weights and counters came back
+    assert lines[-1]["training_iteration"] == 8
+    assert lines[-1]["num_env_steps_sampled_lifetime"] == 8 * 512
+
+
 def test_time_budget_stops_with_checkpoint_then_resume(market_file, tmp_path):
     env = _run_env()
     args = ["train", "--quick", "--data", market_file, "--storage", str(tmp_path), "--name", "budget", "--stop-iters", "40", "--no-evaluate"]

@@ -11,6 +11,8 @@ clipped as one), advantages come per agent from the critic
 agents' own observations, on the same path.
 """
 import copy
+import logging
+from pathlib import Path
 
 import torch
 import tree
@@ -33,8 +35,9 @@ from ray.rllib.policy.sample_batch import MultiAgentBatch, SampleBatch
 from ray.rllib.utils.metrics import NUM_ENV_STEPS_SAMPLED_LIFETIME
 from ray.rllib.utils.torch_utils import explained_variance
 
-from rllib_algospace.mappo.connectors import OLD_VALUES_NORM, TeamGAEConnector
 from envs.market.trading import TRADING_ACTIONS_SCHEMA
+from rllib_algospace.artifacts import CHECKPOINT_FILES_KEY, METADATA_FILE, checkpoint_files, checkpoint_problem, newest_complete_checkpoint
+from rllib_algospace.mappo.connectors import OLD_VALUES_NORM, TeamGAEConnector
 from rllib_algospace.mappo.modules import CHECKPOINT_FORMAT, CRITIC_INPUTS, TeamModule
 from rllib_algospace.mappo.oom import OomSplitting
 from rllib_algospace.mappo.valuenorm import clipped_value_loss
@@ -73,6 +76,10 @@ class MAPPOConfig(PPOConfig):
         # observation at regime_label_index (rows with a label only).
         self.regime_aux_coeff = 0.0
         self.regime_label_index = None
+        # The experiment folder (local storage) whose trial folders hold the
+        # checkpoints: a trial (re)started by Tune continues from its newest
+        # *complete* checkpoint there, whatever Tune's own record says.
+        self.experiment_folder = None
 
     def mappo(
         self,
@@ -96,6 +103,7 @@ class MAPPOConfig(PPOConfig):
         teacher_kl_steps=NotProvided,
         regime_aux_coeff=NotProvided,
         regime_label_index=NotProvided,
+        experiment_folder=NotProvided,
     ) -> "MAPPOConfig":
         for k, v in dict(locals()).items():
             if k != "self" and v is not NotProvided:
@@ -159,7 +167,6 @@ TEACHER_KL_KEY = "teacher_kl"
 REGIME_AUX_KEY = "regime_aux_loss"
 TEACHER_KL_COEFF_KEY = "teacher_kl_coeff"
 CRITIC_WARMUP_KEY = "critic_warmup"
-METADATA_FILE = "algospace.json"
 # The team module inside an algorithm checkpoint (RLlib's layout).
 TEAM_MODULE_DIR = "learner_group/learner/rl_module/default_policy"
 # Key of the algorithm state (algorithm_state.pkl) holding `MAPPO.extra_state`.
@@ -200,9 +207,66 @@ class MAPPO(PPO):
     def save_checkpoint(self, checkpoint_dir: str) -> None:
         """RLlib's checkpoint, plus ``algospace.json``: what evaluation and
         export need (env config, agents, module paths) as plain JSON, so they
-        never unpickle the algorithm."""
+        never unpickle the algorithm, and the size of every file, so that a
+        half-copied checkpoint is known as one (``artifacts``)."""
         super().save_checkpoint(checkpoint_dir)
         write_checkpoint_metadata(self, checkpoint_dir)
+
+    # ----------------------------------- resume from the newest complete checkpoint
+    def setup(self, config) -> None:
+        super().setup(config)
+        # A trial Tune (re)starts without a checkpoint on record (killed after
+        # a checkpoint folder was written but before Tune noted it) still
+        # continues from what is on disk.
+        folder = self._trial_folder()
+        newest = newest_complete_checkpoint(folder) if folder is not None else None
+        if newest is not None:
+            self._continue_from(*newest, why="found on disk when the trial started")
+
+    def restore(self, checkpoint_path):
+        """Tune's restore, from the newest complete checkpoint of this trial
+        when the one Tune recorded is missing, incomplete or older."""
+        requested = _local_checkpoint_path(checkpoint_path)
+        own = self._trial_folder()
+        if requested is not None and (own is None or requested.parent == own):
+            newest = newest_complete_checkpoint(requested.parent)
+            problem = checkpoint_problem(requested) if requested.exists() else "it no longer exists"
+            if newest is not None and (problem is not None or newest[1] != requested):
+                why = f"Tune recorded {requested.name}: {problem or 'an older one'}"
+                if getattr(self, "_continued_from", None) == newest[1]:
+                    logger.warning("resume: continuing from %s (%s)", newest[1], why)
+                    return None
+                return self._continue_from(*newest, why=why)
+        return super().restore(checkpoint_path)
+
+    def _continue_from(self, iteration: int, checkpoint: Path, *, why: str) -> None:
+        logger.warning("resume: continuing from %s (iteration %d; %s)", checkpoint, iteration, why)
+        super().restore(str(checkpoint))
+        self._iteration = int(iteration)  # Trainable's counter; a plain path carries no recorded result
+        self._continued_from = checkpoint
+
+    def _trial_folder(self) -> Path | None:
+        """This trial's folder under ``experiment_folder`` (named with the
+        trial id by every trial-name creator of this package), or None."""
+        root = getattr(self.config, "experiment_folder", None)
+        trial_id = self.trial_id
+        if not root or not trial_id or trial_id == "default" or not Path(root).is_dir():
+            return None
+        found = [p for p in Path(root).iterdir() if p.is_dir() and p.name.endswith(trial_id)]
+        return found[0] if len(found) == 1 else None
+
+
+logger = logging.getLogger(__name__)
+
+
+def _local_checkpoint_path(checkpoint) -> Path | None:
+    """The local folder of what Tune hands ``restore`` (a path, a
+    ``Checkpoint`` or a training result holding one), or None (remote storage)."""
+    path = getattr(getattr(checkpoint, "checkpoint", checkpoint), "path", checkpoint)
+    filesystem = getattr(getattr(checkpoint, "checkpoint", checkpoint), "filesystem", None)
+    if filesystem is not None and getattr(filesystem, "type_name", "local") != "local":
+        return None
+    return Path(path) if isinstance(path, (str, Path)) else None
 
 
 def write_checkpoint_metadata(algo, checkpoint_dir: str) -> None:
@@ -239,6 +303,7 @@ def write_checkpoint_metadata(algo, checkpoint_dir: str) -> None:
 
     files = {p for p in [env_config.get("data"), *(env_config.get("tasks") or {}).values()] if p}
     meta["data_records"] = {p: data_record(p) for p in sorted(files) if os.path.isfile(p)}
+    meta[CHECKPOINT_FILES_KEY] = checkpoint_files(checkpoint_dir)
     tmp = os.path.join(checkpoint_dir, METADATA_FILE + ".tmp")
     with open(tmp, "w") as f:
         json.dump(meta, f, indent=2, default=str)

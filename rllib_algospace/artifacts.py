@@ -1,0 +1,97 @@
+"""Checkpoint folders on disk: their metadata file and whether they are complete.
+
+A checkpoint is written by the trainable into a temporary folder and then
+copied by Tune into the trial folder (``checkpoint_000003``), file by file. A
+kill or a full disk can stop that copy half-way, and Tune's own record of
+the experiment may lag behind the folders (or name one already deleted). So a
+checkpoint says what it should hold: ``algospace.json`` lists every other
+file of the folder with its size (``CHECKPOINT_FILES_KEY``), and a folder is
+*complete* only when every listed file is there with that size. Readers (the
+best checkpoint, resume) use complete checkpoints only and say which they
+skipped. No Ray here.
+"""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+METADATA_FILE = "algospace.json"
+CHECKPOINT_FILES_KEY = "files"
+
+__all__ = ["CHECKPOINT_FILES_KEY", "METADATA_FILE", "checkpoint_files", "checkpoint_problem", "complete_checkpoints", "newest_complete_checkpoint"]
+
+
+def checkpoint_files(folder: str | os.PathLike) -> dict[str, int]:
+    """Every file below ``folder`` but the metadata file (and temporary
+    files), as ``{relative path: size in bytes}``: what ``algospace.json``
+    records so that a reader can tell a complete copy from a partial one."""
+    folder = Path(folder)
+    out = {}
+    for path in sorted(folder.rglob("*")):
+        if path.is_file() and not path.is_symlink():
+            rel = path.relative_to(folder).as_posix()
+            if rel != METADATA_FILE and not rel.endswith(".tmp"):
+                out[rel] = path.stat().st_size
+    return out
+
+
+def checkpoint_problem(folder: str | os.PathLike) -> str | None:
+    """None when the checkpoint folder is complete; else what is wrong with
+    it, in a few words (``"module_state.pkl has 12 of 4096 bytes"``)."""
+    folder = Path(folder)
+    meta_path = folder / METADATA_FILE
+    if not meta_path.is_file():
+        return f"no {METADATA_FILE}"
+    try:
+        meta = json.loads(meta_path.read_text())
+    except (OSError, ValueError) as exc:
+        return f"unreadable {METADATA_FILE} ({type(exc).__name__})"
+    if not isinstance(meta, dict):
+        return f"{METADATA_FILE} is not a JSON object"
+    listed = meta.get(CHECKPOINT_FILES_KEY)
+    if not isinstance(listed, dict) or not listed:
+        return f"{METADATA_FILE} lists no files (written by an older version, or damaged)"
+    for rel, size in sorted(listed.items()):
+        path = folder / rel
+        if not path.is_file():
+            return f"{rel} is missing"
+        actual = path.stat().st_size
+        if actual != size:
+            return f"{rel} has {actual} of {size} bytes"
+    return None
+
+
+def _iteration(folder: Path) -> int | None:
+    try:
+        value = json.loads((folder / METADATA_FILE).read_text()).get("training_iteration")
+        return int(value) if value is not None else None
+    except (OSError, ValueError, TypeError, AttributeError):
+        return None
+
+
+def complete_checkpoints(trial_folder: str | os.PathLike) -> tuple[list[tuple[int, Path]], list[tuple[Path, str]]]:
+    """The trial folder's checkpoint folders: the complete ones as
+    ``(training iteration, path)``, oldest first, and the incomplete ones as
+    ``(path, problem)``."""
+    trial_folder = Path(trial_folder)
+    complete, incomplete = [], []
+    if not trial_folder.is_dir():
+        return complete, incomplete
+    for folder in sorted(p for p in trial_folder.glob("checkpoint_*") if p.is_dir()):
+        problem = checkpoint_problem(folder)
+        iteration = _iteration(folder) if problem is None else None
+        if problem is None and iteration is None:
+            problem = f"{METADATA_FILE} records no training iteration"
+        if problem is None:
+            complete.append((iteration, folder))
+        else:
+            incomplete.append((folder, problem))
+    complete.sort(key=lambda item: (item[0], item[1].name))
+    return complete, incomplete
+
+
+def newest_complete_checkpoint(trial_folder: str | os.PathLike) -> tuple[int, Path] | None:
+    """``(training iteration, path)`` of the trial's newest complete checkpoint, or None."""
+    complete, _ = complete_checkpoints(trial_folder)
+    return complete[-1] if complete else None

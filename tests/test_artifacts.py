@@ -1,0 +1,64 @@
+"""Checkpoint folders: complete only when every file ``algospace.json``
+lists is there with its size (no Ray)."""
+import json
+
+from rllib_algospace.artifacts import METADATA_FILE, checkpoint_files, checkpoint_problem, complete_checkpoints, newest_complete_checkpoint
+
+
+def _checkpoint(folder, iteration, files=None):
+    folder.mkdir(parents=True)
+    for rel, data in (files or {"module_state.pkl": b"x" * 100, "learner/state.pkl": b"y" * 10}).items():
+        (folder / rel).parent.mkdir(parents=True, exist_ok=True)
+        (folder / rel).write_bytes(data)
+    meta = {"format": 4, "training_iteration": iteration, "files": checkpoint_files(folder)}
+    (folder / METADATA_FILE).write_text(json.dumps(meta))
+    return folder
+
+
+def test_a_checkpoint_is_complete_only_with_every_listed_file(tmp_path):
+    ck = _checkpoint(tmp_path / "checkpoint_000000", 1)
+    assert json.loads((ck / METADATA_FILE).read_text())["files"] == {"learner/state.pkl": 10, "module_state.pkl": 100}
+    assert checkpoint_problem(ck) is None
+    (ck / "extra.txt").write_text("Tune may add files")
+    assert checkpoint_problem(ck) is None
+    (ck / "module_state.pkl").write_bytes(b"x" * 40)
+    assert checkpoint_problem(ck) == "module_state.pkl has 40 of 100 bytes"
+    (ck / "module_state.pkl").unlink()
+    assert checkpoint_problem(ck) == "module_state.pkl is missing"
+    (ck / METADATA_FILE).write_text('{"format": 4, "training_iter')
+    assert checkpoint_problem(ck).startswith("unreadable algospace.json")
+    (ck / METADATA_FILE).unlink()
+    assert checkpoint_problem(ck) == "no algospace.json"
+    old = tmp_path / "old"
+    old.mkdir()
+    (old / METADATA_FILE).write_text(json.dumps({"format": 4, "training_iteration": 3}))
+    assert "lists no files" in checkpoint_problem(old)
+
+
+def test_the_newest_complete_checkpoint_goes_by_iteration_not_name(tmp_path):
+    trial = tmp_path / "MAPPO_x"
+    _checkpoint(trial / "checkpoint_000000", 7)  # rewritten by a resumed run: the name restarted, the iteration did not
+    _checkpoint(trial / "checkpoint_000003", 4)
+    broken = _checkpoint(trial / "checkpoint_000004", 9)
+    (broken / "module_state.pkl").write_bytes(b"")
+    complete, incomplete = complete_checkpoints(trial)
+    assert [(it, p.name) for it, p in complete] == [(4, "checkpoint_000003"), (7, "checkpoint_000000")]
+    assert incomplete == [(broken, "module_state.pkl has 0 of 100 bytes")]
+    assert newest_complete_checkpoint(trial) == (7, trial / "checkpoint_000000")
+    assert newest_complete_checkpoint(tmp_path / "nowhere") is None
+
+
+def test_readers_skip_an_incomplete_checkpoint_with_a_warning(tmp_path, capsys):
+    import pytest
+
+    from rllib_algospace.team_policy import CheckpointError, best_checkpoints, find_checkpoint
+
+    trial = tmp_path / "exp" / "MAPPO_x"
+    _checkpoint(trial / "checkpoint_000000", 1)
+    broken = _checkpoint(trial / "checkpoint_000001", 2)
+    (broken / "module_state.pkl").write_bytes(b"")
+    ranked = best_checkpoints(tmp_path / "exp")
+    assert [r.path.name for r in ranked] == ["checkpoint_000000"]
+    assert "skipping" in capsys.readouterr().err
+    with pytest.raises(CheckpointError, match=r"checkpoint_000001: incomplete checkpoint \(module_state.pkl has 0 of 100 bytes\)"):
+        find_checkpoint(broken)
