@@ -348,3 +348,83 @@ def test_large_file_imports_quickly(tmp_path):
     assert bars.timestamp[0] == _utc("2020-01-01")[0]
     assert np.all(np.diff(bars.timestamp) == 300)
     assert elapsed < 20, elapsed
+
+
+def _rows(stamps, start=100.0):
+    lines, price = [], start
+    for t in stamps:
+        lines.append(f"{t},{price:.2f},{price + 1:.2f},{price - 1:.2f},{price + 0.5:.2f},10")
+        price += 0.5
+    return "timestamp,open,high,low,close,volume\n" + "\n".join(lines) + "\n"
+
+
+def test_mixed_bar_lengths_are_refused_at_the_first_short_step(tmp_path):
+    five = [f"2024-01-02 09:{m:02d}" for m in range(0, 60, 5)]
+    one = [f"2024-01-02 10:{m:02d}" for m in range(0, 4)]  # four 1-minute bars after twelve 5-minute ones
+    path = _write(tmp_path, _rows(five + one))
+    with pytest.raises(DataError, match=r"bars\.csv: row 15: mixed bar lengths: this bar starts 60 s after the one before, but most bars are 300 s apart \(3 such rows\)") as err:
+        read_bars_csv(path)
+    assert "\n" not in str(err.value)
+    gaps = [f"2024-01-02 09:{m:02d}" for m in range(0, 30, 5)] + [f"2024-01-02 11:{m:02d}" for m in range(0, 30, 5)]
+    assert read_bars_csv(_write(tmp_path, _rows(gaps), "gaps.csv")).freq_seconds == 300  # longer steps are gaps, not an error
+
+
+def test_ambiguous_dates_are_read_the_way_that_keeps_bars_together(tmp_path):
+    """10 daily bars written d/m/yyyy with every day <= 12 also parse
+    month-first, as ten bars over ten months; the data decides."""
+    day_first = [f"{d:02d}/02/2024" for d in range(1, 11)]
+    bars = read_bars_csv(_write(tmp_path, _rows(day_first)))
+    assert bars.freq_seconds == 86400
+    assert list(bars.timestamp[:2]) == _utc("2024-02-01", "2024-02-02")
+    month_first = [f"02/{d:02d}/2024" for d in range(1, 11)]
+    bars = read_bars_csv(_write(tmp_path, _rows(month_first), "us.csv"))
+    assert bars.freq_seconds == 86400 and list(bars.timestamp[:1]) == _utc("2024-02-01")
+
+
+def test_a_thousands_comma_far_from_the_other_prices_names_the_row(tmp_path):
+    text = (
+        "timestamp,open,high,low,close\n"
+        "2024-01-02 09:00,100.01,100.05,99.98,100.02\n"
+        '2024-01-02 09:05,100.02,"100,032",99.99,100.03\n'
+        "2024-01-02 09:10,100.03,100.06,100.00,100.04\n"
+    )
+    with pytest.raises(DataError, match=r"row 3: high '100,032' reads as 100032 with the comma as a thousands separator, far from the bar's other prices \(about 100\.02\)"):
+        read_bars_csv(_write(tmp_path, text))
+    good = (
+        "timestamp,open,high,low,close\n"
+        '2024-01-02 09:00,"1,100.01","1,100.05","1,099.98","1,100.02"\n'
+        '2024-01-02 09:05,"1,100.02","1,100.06","1,099.99","1,100.03"\n'
+        '2024-01-02 09:10,"1,100.03","1,100.07","1,100.00","1,100.04"\n'
+    )
+    assert list(read_bars_csv(_write(tmp_path, good, "good.csv")).close) == [1100.02, 1100.03, 1100.04]
+
+
+@pytest.mark.parametrize("field,value,where", [("close", "101.5", "above the high"), ("open", "98.5", "below the low")])
+def test_open_and_close_must_lie_within_the_bar(tmp_path, field, value, where):
+    rows = {"open": "100", "high": "101", "low": "99", "close": "100.5"}
+    rows[field] = value
+    text = (
+        "timestamp,open,high,low,close\n"
+        "2024-01-02 09:00,100,101,99,100.5\n"
+        f"2024-01-02 09:05,{rows['open']},{rows['high']},{rows['low']},{rows['close']}\n"
+        "2024-01-02 09:10,100,101,99,100.5\n"
+    )
+    with pytest.raises(DataError, match=rf"row 3: impossible bar: {field} {value} is {where} \(high 101, low 99\)"):
+        read_bars_csv(_write(tmp_path, text))
+
+
+def test_higher_timeframe_bars_of_another_period_are_refused(tmp_path):
+    import dataclasses
+
+    from envs.data.bars import aggregate_bars
+    from envs.data.dataset import build_market_file
+    from envs.data.synthetic import generate_bars
+
+    base = generate_bars("simple_markets", n_bars=3000, seed=3)
+
+    htf = aggregate_bars(base, 6)
+    years_earlier = dataclasses.replace(htf, timestamp=htf.timestamp - 3 * 365 * 86400)
+    with pytest.raises(DataError, match=r"higher-timeframe bars \(\d{4}-\d\d-\d\d to .*\) do not cover the base bars .*same period"):
+        build_market_file(base, tmp_path / "x.h5", htf=years_earlier, source_path="base.csv")
+    assert not list(tmp_path.glob("*.h5*"))
+    assert build_market_file(base, tmp_path / "ok.h5", htf=htf).exists()

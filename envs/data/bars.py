@@ -146,6 +146,14 @@ def check_bars(bars: Bars, path: str = "<bars>") -> None:
     if bad.any():
         row = int(np.argmax(bad))
         raise DataError(path, row, f"high {bars.high[row]} is below low {bars.low[row]}")
+    tol = 1e-9 * np.maximum(np.abs(bars.high), 1.0)  # float noise of a vendor's rounding, nothing more
+    for name in ("open", "close"):
+        price = getattr(bars, name)
+        bad = (price > bars.high + tol) | (price < bars.low - tol)
+        if bad.any():
+            row = int(np.argmax(bad))
+            where = "above the high" if price[row] > bars.high[row] else "below the low"
+            raise DataError(path, row, f"impossible bar: {name} {price[row]:g} is {where} (high {bars.high[row]:g}, low {bars.low[row]:g})")
     if (bars.volume < 0).any():
         row = int(np.argmax(bars.volume < 0))
         raise DataError(path, row, f"volume must not be negative, got {bars.volume[row]}")

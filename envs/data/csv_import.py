@@ -175,7 +175,10 @@ def read_bars_csv(path, timeframe: str | int | None = None) -> Bars:
         raise DataError(path_s, None, f"no data rows after the header on line {header_idx + 1}")
 
     stamps = _timestamps(path_s, table, roles, line_no)
-    cols = {r: _column_floats(path_s, table[roles[r]], r, line_no, sep) for r in PRICE_ROLES}
+    commas: dict = {}
+    cols = {r: _column_floats(path_s, table[roles[r]], r, line_no, sep, commas=commas) for r in PRICE_ROLES}
+    if commas:
+        _check_commas(path_s, cols, commas, line_no, sep)
     if "volume" in roles:
         vol = _column_floats(path_s, table[roles["volume"]], "volume", line_no, sep, empty=0.0)
     else:
@@ -186,7 +189,7 @@ def read_bars_csv(path, timeframe: str | int | None = None) -> Bars:
     cols = {r: a[order] for r, a in cols.items()}
     vol = vol[order]
     _check_rows(path_s, stamps, cols, line_no)
-    freq = _bar_spacing(path_s, stamps, wanted)
+    freq = _bar_spacing(path_s, stamps, wanted, line_no)
     bars = Bars(
         timestamp=stamps, volume=vol, freq_seconds=freq,
         has_volume="volume" in roles, source=f"csv:{os.path.basename(path_s)}", **cols,
@@ -385,22 +388,35 @@ def _best_format(text: pd.Series) -> tuple[str | None, pd.Series | None]:
     scores = [(int(_to_datetime(sample, f).notna().sum()), -k, f) for k, f in enumerate(DATE_FORMATS)]
     scores.sort(reverse=True)
     best_fmt, best_parsed, best_count = None, None, 0
+    whole = []
     for count, _, fmt in scores[:4]:
         if count == 0:
             break
         parsed = _to_datetime(text, fmt)
         full = int(parsed.notna().sum())
         if full == n:
-            return fmt, parsed
-        if full > best_count:
+            whole.append((fmt, parsed))
+        elif full > best_count and not whole:
             best_fmt, best_parsed, best_count = fmt, parsed, full
+    if whole:
+        # Several formats read every row only when days and months are both
+        # <= 12 (3/4/2024): the data decides, by the reading whose bars lie
+        # closest together (ten daily bars are ten days, not ten months).
+        return min(whole, key=lambda fp: (_span(fp[1]), [f for f, _ in whole].index(fp[0])))
     return best_fmt, best_parsed
+
+
+def _span(parsed: pd.Series) -> float:
+    """Time from the first to the last bar, in seconds, as one reading has it."""
+    return float((parsed.max() - parsed.min()).total_seconds())
 
 
 # -------------------------------------------------------------------- values
 
 def _column_floats(path: str, col: pd.Series, role: str, line_no: np.ndarray, sep: str,
-                   empty: float | None = None) -> np.ndarray:
+                   empty: float | None = None, commas: dict | None = None) -> np.ndarray:
+    """The column as floats. ``commas`` (when given) receives ``role ->
+    (mask, text)`` of the cells that held a comma, for ``_check_commas``."""
     if pd.api.types.is_numeric_dtype(col) and not pd.api.types.is_bool_dtype(col):
         values = col.to_numpy(dtype=np.float64, na_value=np.nan, copy=True)  # the fast path
         text = None
@@ -408,6 +424,10 @@ def _column_floats(path: str, col: pd.Series, role: str, line_no: np.ndarray, se
     else:  # the parser met text: NaN, inf, words, "1,234.5"
         values, text = _text_floats(col, sep)
         blank = (text == "").to_numpy()
+        if commas is not None:
+            mask = text.str.contains(",", regex=False).to_numpy()
+            if mask.any():
+                commas[role] = (mask, text)
     if empty is not None:
         values[blank] = empty
     bad = ~np.isfinite(values)
@@ -433,6 +453,27 @@ def _text_floats(col: pd.Series, sep: str) -> tuple[np.ndarray, pd.Series]:
         retry = pd.to_numeric(fixed, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
         values = np.where(failed, retry, values)
     return values, text
+
+
+def _check_commas(path: str, cols: dict[str, np.ndarray], commas: dict, line_no: np.ndarray, sep: str) -> None:
+    """A price whose comma was read as a separator ("100,032" -> 100032 in a
+    comma-separated file, or 100.032 in a semicolon one) must be near the
+    bar's other prices; a tenfold difference means the comma meant the other
+    thing, and the row is named instead of a misleading high/low message."""
+    roles = list(cols)
+    stacked = np.stack([cols[r] for r in roles])
+    for role, (mask, text) in commas.items():
+        others = np.median(np.delete(stacked, roles.index(role), axis=0), axis=0)
+        ratio = cols[role] / np.where(others > 0, others, np.nan)
+        bad = mask & ((ratio > 10) | (ratio < 0.1))
+        if bad.any():
+            i = _earliest(bad, line_no)
+            reading = "a thousands separator" if sep == "," else "a decimal point"
+            raise DataError(
+                path, int(line_no[i]),
+                f"{role} {text.iloc[i]!r} reads as {cols[role][i]:g} with the comma as {reading}, far from the bar's other prices "
+                f"(about {others[i]:g}); write prices without thousands separators, with '.' as the decimal point",
+            )
 
 
 def _check_rows(path: str, stamps: np.ndarray, cols: dict[str, np.ndarray], line_no: np.ndarray) -> None:
@@ -463,11 +504,23 @@ def _earliest(mask: np.ndarray, line_no: np.ndarray) -> int:
     return int(hits[np.argmin(line_no[hits])])
 
 
-def _bar_spacing(path: str, stamps: np.ndarray, wanted: int | None) -> int:
-    """The most common spacing; it must equal ``wanted`` when that is given."""
+def _bar_spacing(path: str, stamps: np.ndarray, wanted: int | None, line_no: np.ndarray | None = None) -> int:
+    """The most common spacing; it must equal ``wanted`` when that is given.
+    A bar that starts sooner than one bar length after the one before would
+    overlap it: bars of mixed lengths in one file are refused (the first
+    such line named), never read as the longer length."""
     steps = np.diff(stamps)
     values, counts = np.unique(steps[steps > 0], return_counts=True)
     spacing = int(values[np.argmax(counts)])  # ties: the shortest spacing
     if wanted is not None and wanted != spacing:
         raise DataError(path, None, f"bars are {spacing} s apart but --timeframe is {wanted} s")
+    short = np.flatnonzero((steps > 0) & (steps < spacing))
+    if len(short):
+        i = int(short[0]) + 1
+        line = None if line_no is None else int(line_no[i])
+        raise DataError(
+            path, line,
+            f"mixed bar lengths: this bar starts {int(steps[i - 1])} s after the one before, but most bars are {spacing} s apart "
+            f"({len(short)} such rows); keep one timeframe per file",
+        )
     return spacing

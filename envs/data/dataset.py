@@ -35,10 +35,31 @@ def build_market_file(
         if htf.freq_seconds <= base.freq_seconds:
             raise DataError(where, None, f"higher-timeframe bars ({htf.freq_seconds} s) must be longer than base bars ({base.freq_seconds} s)")
         htf_multiple = max(1, round(htf.freq_seconds / base.freq_seconds))
+        check_htf_covers(base, htf, where)
     visible = htf_visible_count(base, htf)
     features = compute_features(base, htf)
     layout = plan_layout(len(base), visible, features, split_fractions, path=where)
     return write_market_file(out, base, htf, visible, features, layout, htf_multiple)
+
+
+def check_htf_covers(base: Bars, htf: Bars, where: str) -> None:
+    """Higher-timeframe bars from another period than the base bars would all
+    be visible from the first base bar on (or none ever): refuse a pair whose
+    time ranges overlap on less than half of the base bars' span."""
+    import datetime as dt
+
+    def day(t) -> str:
+        return dt.datetime.fromtimestamp(int(t), dt.timezone.utc).strftime("%Y-%m-%d")
+
+    base_start, base_end = int(base.timestamp[0]), int(base.timestamp[-1]) + base.freq_seconds
+    htf_start, htf_end = int(htf.timestamp[0]), int(htf.timestamp[-1]) + htf.freq_seconds
+    overlap = min(base_end, htf_end) - max(base_start, htf_start)
+    if overlap < 0.5 * (base_end - base_start):
+        raise DataError(
+            where, None,
+            f"the higher-timeframe bars ({day(htf_start)} to {day(htf_end)}) do not cover the base bars ({day(base_start)} to {day(base_end)}): "
+            "give --csv-htf bars of the same period",
+        )
 
 
 def synth_market_file(out: str | os.PathLike, *, preset: str, n_bars: int, seed: int, htf_multiple: int = DEFAULT_HTF_MULTIPLE) -> Path:
