@@ -52,7 +52,11 @@ class BlockArray:
         last = min(b + self.read_ahead, (self.n_rows - 1) // self.block_rows)
         lo = max(0, b * self.block_rows - self.overlap)
         hi = min(self.n_rows, (last + 1) * self.block_rows)
-        data = self._handle_fn()[self.key][lo:hi]
+        try:
+            data = self._handle_fn()[self.key][lo:hi]
+        except (OSError, KeyError, RuntimeError, ValueError) as exc:  # a chunk's checksum, a damaged header
+            path = getattr(self._handle_fn(), "filename", "<market file>")
+            raise DataError(path, lo, f"/{self.key}: rows {lo}-{hi - 1} unreadable ({type(exc).__name__}: {' '.join(str(exc).split())[:120]}); run `algospace data validate`") from None
         self.reads += 1
         for blk in range(b, last + 1):
             start = max(0, blk * self.block_rows - self.overlap) - lo
@@ -177,7 +181,7 @@ class MarketData:
                 check_prices(self.path, f)
         except DataError:
             raise
-        except (KeyError, OSError, ValueError, IndexError, ZeroDivisionError) as exc:
+        except (KeyError, OSError, ValueError, IndexError, ZeroDivisionError, RuntimeError, TypeError) as exc:
             raise DataError(self.path, None, f"damaged or not a market file ({type(exc).__name__}: {' '.join(str(exc).split())[:120]})") from None
 
     # -- metadata -----------------------------------------------------------
@@ -244,7 +248,10 @@ class MarketData:
         if arr is not None:
             return arr
         if self.in_memory:
-            arr = MemoryArray(key, self._handle()[key][:])
+            try:
+                arr = MemoryArray(key, self._handle()[key][:])
+            except (OSError, KeyError, RuntimeError, ValueError) as exc:
+                raise DataError(self.path, None, f"/{key} unreadable ({type(exc).__name__}: {' '.join(str(exc).split())[:120]}); run `algospace data validate`") from None
         else:
             group, name = key.split("/", 1)
             n_rows = self.n_base if group == "base" or name == "tactical" else self.n_htf
@@ -275,7 +282,7 @@ class MarketData:
                 visible = self._handle()["base/htf_visible"]
                 lo, hi = train_stats_rows(matrix, int(ds.attrs.get("warmup", 0)), self.splits["train"][1], visible)
                 mean, std = column_stats(ds[lo:hi])
-        except (KeyError, OSError, ValueError, IndexError) as exc:
+        except (KeyError, OSError, ValueError, IndexError, RuntimeError, TypeError) as exc:
             raise DataError(self.path, None, f"/features/{matrix}: unreadable train-split statistics ({type(exc).__name__}: {' '.join(str(exc).split())[:120]})") from None
         width = len(MATRICES[matrix][0])
         if mean.shape != (width,) or std.shape != (width,) or not (np.isfinite(mean).all() and np.isfinite(std).all() and (std >= 0).all()):

@@ -227,7 +227,9 @@ def read_attrs(path: str | os.PathLike) -> dict:
         with h5py.File(path, "r") as f:
             attrs = {k: _plain(v) for k, v in f.attrs.items()}
     except OSError as exc:
-        raise DataError(path, None, f"not a readable HDF5 file ({exc})") from None
+        raise DataError(path, None, f"not a readable HDF5 file ({' '.join(str(exc).split())[:160]})") from None
+    except (RuntimeError, KeyError, ValueError, TypeError) as exc:  # damaged attribute metadata
+        raise DataError(path, None, f"damaged file metadata ({type(exc).__name__}: {' '.join(str(exc).split())[:160]})") from None
     version = attrs.get("schema_version")
     if version != SCHEMA_VERSION:
         raise DataError(path, None, f"schema version {version!r} is not the supported version {SCHEMA_VERSION}")
@@ -273,9 +275,20 @@ def validate_market_file(path: str | os.PathLike) -> dict:
     """Check everything a reader relies on; raise DataError on the first problem.
 
     Reads every chunk of every dataset (which verifies each chunk's fletcher32
-    checksum) and returns a summary of what was checked.
+    checksum) and returns a summary of what was checked. A file damaged where
+    HDF5 keeps its own structure (object headers, attribute tables) is named
+    as damaged, never reported by h5py's own exception.
     """
     path = str(path)
+    try:
+        return _validate(path)
+    except DataError:
+        raise
+    except (KeyError, RuntimeError, OSError, ValueError, TypeError, IndexError) as exc:
+        raise DataError(path, None, f"damaged or not a market file ({type(exc).__name__}: {' '.join(str(exc).split())[:160]})") from None
+
+
+def _validate(path: str) -> dict:
     attrs = read_attrs(path)
     checked_chunks = 0
     with h5py.File(path, "r") as f:
