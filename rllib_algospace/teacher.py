@@ -307,11 +307,11 @@ def pretrain(
     progress(f"pretrain: cloning into {len(AGENTS)} actors ({'x'.join(map(str, hiddens))} {activation}, {epochs} epochs)")
     scaling = None
     if scale_inputs:
-        from envs.market.env import team_input_scaling
+        from envs.market.env import input_statistics, team_input_scaling
 
         env = AlgoSpaceMarketEnv(**{**env_config, "split": "train"})
         try:
-            scaling = team_input_scaling(env.market)
+            scaling = team_input_scaling(input_statistics(env.market))
         finally:
             env.close()
     actors = clone_actors(train, hiddens=hiddens, activation=activation, epochs=epochs, seed=seed, threads=os.cpu_count(), scaling=scaling, progress=progress)

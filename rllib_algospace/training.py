@@ -107,7 +107,7 @@ def build_algorithm_config(cfg: TrainConfig, *, data_path: str | None = None, re
     ``algorithm.centralized_critic`` is false): the team env on RLlib's
     single-agent env runner, one ``TeamModule``. ``warm_start``: the
     warm-start file the actors start from (``prepare_warm_start``)."""
-    from envs.market.env import team_input_scaling
+    from envs.market.env import input_statistics
     from envs.market.team import REGIME_LABEL, STATE_INDEX, TEAM_LAYOUT, TeamMarketEnv
     from rllib_algospace.mappo import MAPPOConfig
     from rllib_algospace.rllib_env import register
@@ -126,14 +126,14 @@ def build_algorithm_config(cfg: TrainConfig, *, data_path: str | None = None, re
     env_config = cfg.env_config(split="train", **overrides)
     probe = TeamMarketEnv(**env_config)  # a bad env key or market file stops here, before Ray starts
     try:
-        scaling = team_input_scaling(probe.market_env.market) if algo.scale_inputs else None
+        statistics = input_statistics(probe.market_env.market) if algo.scale_inputs else None
     finally:
         probe.close()
     model_config = {"hiddens": list(algo.actor_hiddens), "activation": algo.activation}
     if warm_start:
         model_config["warm_start"] = warm_start
-    if scaling is not None:
-        model_config["input_scaling"] = {"shift": scaling[0].tolist(), "scale": scaling[1].tolist()}
+    if statistics is not None:
+        model_config["input_statistics"] = statistics
 
     amp = None
     if algo.mixed_precision:

@@ -192,20 +192,21 @@ def test_each_actor_reads_only_its_own_observation(market_file):
 
 
 def test_every_network_scales_its_inputs_by_the_train_split_statistics(market_file):
-    """With ``input_scaling`` (the training file's train-split statistics over
-    the team observation) each actor and the critic see ``(obs - shift) /
+    """With ``input_statistics`` (the training file's train-split statistics)
+    each actor and the critic see ``(obs - shift) /
     scale``, clipped; the scaling is part of the module's state, and the rule
     actor still reads raw values."""
-    from envs.market.env import team_input_scaling
+    from envs.market.env import input_statistics, team_input_scaling
     from rllib_algospace.networks import SCALED_CLIP
 
     env = TeamMarketEnv(data=market_file)
-    shift, scale = team_input_scaling(env.market_env.market)
+    statistics = input_statistics(env.market_env.market)
+    shift, scale = team_input_scaling(statistics)
     assert (scale > 0).all() and np.count_nonzero(shift) > 0
     scaled = TeamModule(
         observation_space=env.observation_space,
         action_space=env.action_space,
-        model_config={"agents": list(AGENTS), "layout": env.layout, "state_index": STATE_INDEX.tolist(), "hiddens": [16, 16], "critic_hiddens": [16, 16], "input_scaling": {"shift": shift.tolist(), "scale": scale.tolist()}},
+        model_config={"agents": list(AGENTS), "layout": env.layout, "state_index": STATE_INDEX.tolist(), "hiddens": [16, 16], "critic_hiddens": [16, 16], "input_statistics": statistics},
     )
     obs = torch.as_tensor(np.stack([env.reset(seed=s)[0] for s in range(8)]))
     expected_input = ((obs - torch.as_tensor(shift)) / torch.as_tensor(scale)).clamp(-SCALED_CLIP, SCALED_CLIP)

@@ -79,7 +79,7 @@ def test_input_statistics_see_only_the_train_split(original, tmp_path):
     split can see."""
     from envs.data.reader import MarketData
     from envs.data.store import MATRICES, column_stats, train_stats_rows
-    from envs.market.env import team_input_scaling
+    from envs.market.env import input_statistics, team_input_scaling
 
     bars, orig_path = original
     with h5py.File(orig_path, "r") as f:
@@ -105,7 +105,7 @@ def test_input_statistics_see_only_the_train_split(original, tmp_path):
             np.testing.assert_array_equal(f[f"features/{name}"].attrs["train_mean"], stored[name][0])
             np.testing.assert_array_equal(f[f"features/{name}"].attrs["train_std"], stored[name][1])
     a, b = MarketData(orig_path), MarketData(changed_path)
-    for x, y in zip(team_input_scaling(a), team_input_scaling(b)):
+    for x, y in zip(team_input_scaling(input_statistics(a)), team_input_scaling(input_statistics(b))):
         np.testing.assert_array_equal(x, y)
     a.close()
     b.close()

@@ -145,10 +145,10 @@ def test_pretrain_reports_val_agreement(market_file, tmp_path):
     assert payload["meta"]["teacher"] == "oracle" and payload["meta"]["scale_inputs"] is True
     # the clone scales its inputs as the team will: by the file's train-split statistics
     from envs.data.reader import MarketData
-    from envs.market.env import team_input_scaling
+    from envs.market.env import input_statistics, team_input_scaling
 
     market = MarketData(market_file)
-    shift, scale = team_input_scaling(market)
+    shift, scale = team_input_scaling(input_statistics(market))
     market.close()
     start, stop = TEAM_LAYOUT["regime"]
     np.testing.assert_allclose(payload["actors"]["regime"]["scale_in.shift"].numpy(), shift[start:stop])

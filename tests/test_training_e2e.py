@@ -2,6 +2,7 @@
 resume after SIGKILL and after a time budget, through the CLI."""
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -92,78 +93,100 @@ def _last_result(trial_dir: Path) -> dict:
     return json.loads(lines[-1])
 
 
-def test_sigkill_mid_run_then_resume_finishes(market_file, tmp_path):
-    env = _run_env()
-    args = ["train", "--quick", "--data", market_file, "--storage", str(tmp_path), "--name", "killed", "--stop-iters", "6", "--no-evaluate"]
-    proc = subprocess.Popen(_cli(*args, env=env), env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    deadline = time.time() + 240
-    try:
-        while time.time() < deadline:
-            trial = _trial_dir(tmp_path, "killed")
-            states = list((tmp_path / "killed").glob("experiment_state-*.json"))
-            checkpoints = sorted(trial.glob("checkpoint_*")) if trial is not None else []
-            # kill once Tune's snapshot of the experiment knows the second checkpoint
-            if len(checkpoints) >= 2 and states and max(p.stat().st_mtime for p in states) > checkpoints[1].stat().st_mtime:
-                break
-            if proc.poll() is not None:
-                pytest.fail(f"training ended before it could be killed:\n{proc.stdout.read()[-3000:]}")
-            time.sleep(0.5)
-        else:
-            pytest.fail("no checkpoint within 240 s")
-    finally:
-        if proc.poll() is None:
-            kill_tree(proc)
-    killed_at = _last_result(trial)["training_iteration"]
-    assert killed_at < 6
-    resumed = subprocess.run(_cli(*args, "--resume", env=env), env=env, capture_output=True, text=True, timeout=400)
-    assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
-    assert "resuming" in resumed.stdout
-    final = _last_result(trial)
-    assert final["training_iteration"] == 6
-    # the step counter continued from the checkpoint instead of starting again
-    assert final["num_env_steps_sampled_lifetime"] == 6 * 512
+FAULT_ITERATIONS = 14
+# Where each of the ten kills lands: just after a checkpoint folder appears
+# (its copy possibly unfinished), mid-run once an iteration's result is out,
+# and "mid-write" (killed after a checkpoint, whose copy is then cut short).
+KILL_POINTS = ("new_folder", "result", "mid_write", "new_folder", "result", "new_folder", "mid_write", "result", "new_folder", "mid_write")
 
 
-def test_resume_continues_from_the_newest_complete_checkpoint_whatever_tune_recorded(market_file, tmp_path):
-    """A kill that Tune's record of the experiment does not reflect (its
-    snapshot predates every checkpoint), and a newest checkpoint whose copy
-    was cut short: ``--resume`` skips the incomplete one, continues from the
-    newest complete one on disk, says which, and keeps counting from there."""
+def _results(trial: Path | None) -> list[dict]:
+    """The trial's results so far (a line Tune is still writing is left out)."""
+    if trial is None or not (trial / "result.json").exists():
+        return []
+    out = []
+    for line in (trial / "result.json").read_text().splitlines():
+        try:
+            out.append(json.loads(line))
+        except ValueError:
+            break
+    return out
+
+
+def _newest_checkpoint_iteration(trial: Path | None) -> int:
+    """The highest iteration any checkpoint folder's algospace.json names (complete or not)."""
+    best = 0
+    for meta in (trial.glob("checkpoint_*/algospace.json") if trial is not None else []):
+        try:
+            best = max(best, int(json.loads(meta.read_text()).get("training_iteration") or 0))
+        except (OSError, ValueError):
+            pass
+    return best
+
+
+def test_ten_kills_each_resume_from_the_newest_complete_checkpoint(market_file, tmp_path):
+    """SIGKILL at ten points spread over one run; after each, ``--resume``
+    continues from the newest complete checkpoint on disk (whatever Tune's
+    record says: half the sessions keep Tune's snapshot of the experiment
+    from their start only), skips a checkpoint whose copy was cut short,
+    says which, and the iteration and step counters carry on to the end."""
     from rllib_algospace.artifacts import complete_checkpoints
 
-    env = _run_env()
-    env["TUNE_GLOBAL_CHECKPOINT_S"] = "100000"  # Tune's snapshot stays the one from the start
-    args = ["train", "--quick", "--data", market_file, "--storage", str(tmp_path), "--name", "stale", "--stop-iters", "8", "--no-evaluate"]
-    proc = subprocess.Popen(_cli(*args, env=env), env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    deadline = time.time() + 240
-    try:
-        while time.time() < deadline:
-            trial = _trial_dir(tmp_path, "stale")
-            complete = complete_checkpoints(trial)[0] if trial is not None else []
-            if len(complete) >= 2 and complete[-1][0] >= 3:
-                break
-            if proc.poll() is not None:
-                pytest.fail(f"training ended before it could be killed:\n{proc.stdout.read()[-3000:]}")
-            time.sleep(0.2)
-        else:
-            pytest.fail("no two complete checkpoints within 240 s")
-    finally:
-        if proc.poll() is None:
-            kill_tree(proc)
-    complete, _ = complete_checkpoints(trial)
-    (_, newest), (expected_iteration, expected) = complete[-1], complete[-2]
-    largest = max((p for p in newest.rglob("*") if p.is_file() and p.name != "algospace.json"), key=lambda p: p.stat().st_size)
-    largest.write_bytes(largest.read_bytes()[: largest.stat().st_size // 2])  # a copy cut short
-    results_before = len((trial / "result.json").read_text().strip().splitlines())
-
-    resumed = subprocess.run(_cli(*args, "--resume", env=env), env=env, capture_output=True, text=True, timeout=400)
-    assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
-    assert f"skipping {newest.name}: incomplete" in resumed.stdout
-    assert f"continues from {expected.name} (iteration {expected_iteration})" in resumed.stdout
-    lines = [json.loads(line) for line in (trial / "result.json").read_text().strip().splitlines()]
-    assert lines[results_before]["training_iteration"] == expected_iteration + 1  # not 1: the weights and counters came back
-    assert lines[-1]["training_iteration"] == 8
-    assert lines[-1]["num_env_steps_sampled_lifetime"] == 8 * 512
+    args = ["train", "--quick", "--data", market_file, "--storage", str(tmp_path), "--name", "faults", "--stop-iters", str(FAULT_ITERATIONS), "--no-evaluate"]
+    trial = None
+    for point, kill_at in enumerate(KILL_POINTS + (None,)):
+        env = _run_env()
+        if point % 2:
+            env["TUNE_GLOBAL_CHECKPOINT_S"] = "100000"  # Tune's record of this session stays the one from its start
+        expected = complete_checkpoints(trial)[0][-1] if trial is not None and complete_checkpoints(trial)[0] else None
+        lines_before = len(_results(trial))
+        newest_before = _newest_checkpoint_iteration(trial)
+        command = _cli(*args, *(["--resume"] if point else []), env=env)
+        proc = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        deadline = time.time() + 240
+        try:
+            while time.time() < deadline:
+                trial = trial or _trial_dir(tmp_path, "faults")
+                results = _results(trial)
+                if len(results) > lines_before and point:
+                    first = results[lines_before]["training_iteration"]
+                    want = expected[0] + 1 if expected else 1
+                    assert first == want, f"kill {point}: resumed at iteration {first}, the newest complete checkpoint gives {want}"
+                if kill_at is None:
+                    if proc.poll() is not None:
+                        break
+                elif kill_at == "result":
+                    if len(results) > lines_before + 1:
+                        break
+                else:  # a checkpoint folder written (or rewritten) in this session
+                    if _newest_checkpoint_iteration(trial) > newest_before and len(results) > lines_before:
+                        break
+                if proc.poll() is not None:
+                    pytest.fail(f"kill {point}: training ended early:\n{proc.stdout.read()[-3000:]}")
+                time.sleep(0.05)
+            else:
+                kill_tree(proc)
+                raw = proc.stdout.read()
+                shown = re.sub(r"(?:-?\d+\.\d+(?:e-?\d+)?, ){8,}", "<numbers>, ", raw)
+                pytest.fail(f"kill {point} ({kill_at}): nothing happened within 240 s:\n{shown[-6000:]}")
+        finally:
+            if kill_at is not None and proc.poll() is None:
+                kill_tree(proc)
+        output = proc.stdout.read()
+        if point:
+            assert "resuming" in output, output[-3000:]
+            if expected:
+                assert f"continues from {expected[1].name} (iteration {expected[0]})" in output, output[-3000:]
+        if kill_at == "mid_write":
+            complete = complete_checkpoints(trial)[0]
+            if len(complete) >= 2:  # cut the newest copy short: the next resume must skip it
+                newest = complete[-1][1]
+                largest = max((p for p in newest.rglob("*") if p.is_file() and p.name != "algospace.json"), key=lambda p: p.stat().st_size)
+                largest.write_bytes(largest.read_bytes()[: largest.stat().st_size // 2])
+    assert proc.returncode == 0, output[-3000:]
+    final = _results(trial)[-1]
+    assert final["training_iteration"] == FAULT_ITERATIONS
+    assert final["num_env_steps_sampled_lifetime"] == FAULT_ITERATIONS * 512  # the step counter carried on through ten kills
 
 
 def test_time_budget_stops_with_checkpoint_then_resume(market_file, tmp_path):

@@ -134,16 +134,32 @@ MIN_FEATURE_STD = 0.01
 WINDOW_MATRICES = {"regime": (REGIME_WINDOW, len(REGIME_FEATURES)), "structure": (STRUCTURE_WINDOW, len(STRUCTURE_FEATURES)), "tactical": (TACTICAL_WINDOW, len(TACTICAL_FEATURES))}
 
 
-def team_input_scaling(market: MarketData) -> tuple[np.ndarray, np.ndarray]:
-    """``(shift, scale)`` over the team observation (``TEAM_SIZE`` each):
-    every window's feature columns are centred and scaled by the market
-    file's train-split statistics (``MarketData.feature_stats``, which no val
-    or test bar reaches); calls, the portfolio state and the label slot keep
-    shift 0 and scale 1. A model computes ``(obs - shift) / scale``."""
+def input_statistics(market: MarketData) -> dict[str, dict[str, list[float]]]:
+    """Each window matrix's column means and standard deviations over the
+    rows the market file's train split sees (``MarketData.feature_stats``,
+    which no val or test bar reaches), as plain lists: ``{"regime": {"mean":
+    [...], "std": [...]}, ...}`` (a few dozen numbers, small enough for a
+    model config)."""
+    out = {}
+    for agent in WINDOW_MATRICES:
+        mean, std = market.feature_stats(agent)
+        out[agent] = {"mean": [float(v) for v in mean], "std": [float(v) for v in std]}
+    return out
+
+
+def team_input_scaling(stats: dict) -> tuple[np.ndarray, np.ndarray]:
+    """``(shift, scale)`` over the team observation (``TEAM_SIZE`` each) from
+    ``input_statistics``: every window's feature columns are centred by
+    their mean and divided by their deviation (at least ``MIN_FEATURE_STD``);
+    calls, the portfolio state and the label slot keep shift 0 and scale 1.
+    A model computes ``(obs - shift) / scale``."""
     shift = np.zeros(TEAM_SIZE, dtype=np.float32)
     scale = np.ones(TEAM_SIZE, dtype=np.float32)
     for agent, (window, width) in WINDOW_MATRICES.items():
-        mean, std = market.feature_stats(agent)
+        mean = np.asarray(stats[agent]["mean"], dtype=np.float32)
+        std = np.asarray(stats[agent]["std"], dtype=np.float32)
+        if mean.shape != (width,) or std.shape != (width,):
+            raise ValueError(f"input statistics of {agent}: {mean.shape[0]}/{std.shape[0]} values for {width} feature columns")
         start = TEAM_LAYOUT[agent][0]
         shift[start : start + window * width] = np.tile(mean, window)
         scale[start : start + window * width] = np.tile(np.maximum(std, MIN_FEATURE_STD), window)

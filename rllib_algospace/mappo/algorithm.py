@@ -287,8 +287,7 @@ def write_checkpoint_metadata(algo, checkpoint_dir: str) -> None:
         "env_config": env_config,
         "evaluation_env_config": dict((config.evaluation_config or {}).get("env_config", {}) or {}),
         "training_iteration": int(algo.iteration),
-        # the scaling's values live in the module's state; naming where they came from is enough here
-        "model_config": {k: ("train-split statistics of the training data" if k == "input_scaling" else v) for k, v in (config.model_config or {}).items()},
+        "model_config": dict(config.model_config or {}),
     }
     curriculum = getattr(algo, "extra_state", {}).get("curriculum")
     if curriculum:

@@ -34,6 +34,7 @@ from ray.rllib.core.rl_module.apis.value_function_api import ValueFunctionAPI
 from ray.rllib.core.rl_module.torch.torch_rl_module import TorchRLModule
 from ray.rllib.models.torch.torch_distributions import TorchMultiCategorical
 
+from envs.market.env import team_input_scaling
 from rllib_algospace.mappo.valuenorm import ValueNormalizer
 from rllib_algospace.networks import Actor, InputScaling, mlp
 
@@ -117,9 +118,10 @@ class TeamModule(TorchRLModule, ValueFunctionAPI, InferenceOnlyAPI):
     (act by the rule), ``frozen_agents`` (keep their weights), ``warm_start``
     (a warm-start file of ``rllib_algospace.teacher``: the actors start from
     its cloned weights; a checkpoint restored later replaces them),
-    ``input_scaling`` (``{"shift": [...], "scale": [...]}`` over the team
-    observation, ``envs.market.env.team_input_scaling`` of the training
-    data; every network scales its input slice with it; absent: identity).
+    ``input_statistics`` (``envs.market.env.input_statistics`` of the
+    training data: each window's column means and deviations on its train
+    split; every network scales its slice of the team observation by them,
+    ``team_input_scaling``; absent: identity).
     """
 
     def setup(self):
@@ -130,8 +132,8 @@ class TeamModule(TorchRLModule, ValueFunctionAPI, InferenceOnlyAPI):
         activation = mc.get("activation", "tanh")
         rule_agents = set(mc.get("rule_agents") or ())
         self.frozen_agents = sorted(set(mc.get("frozen_agents") or ()) | rule_agents)
-        scaling = mc.get("input_scaling")
-        scaling = (scaling["shift"], scaling["scale"]) if scaling else None
+        statistics = mc.get("input_statistics")
+        scaling = team_input_scaling(statistics) if statistics else None
         self.actors = nn.ModuleDict()
         for agent, n in zip(self.agents, self.action_sizes):
             start, stop = self.layout[agent]
