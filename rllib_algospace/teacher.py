@@ -289,7 +289,7 @@ def pretrain(
     activation: str = "relu",
     explore: float = 0.1,
     oracle_cost_multiple: float = 10.0,
-    scale_inputs: bool = True,
+    scale_inputs: bool = False,
     seed: int = 0,
     progress=print,
 ) -> dict:

@@ -227,6 +227,22 @@ def test_every_network_scales_its_inputs_by_the_train_split_statistics(market_fi
     assert torch.allclose(plain.actors["tactical"](obs[:, start:stop]), logits[2], atol=1e-6)
 
 
+@pytest.mark.parametrize("scale", [True, False])
+def test_scale_inputs_puts_the_training_files_statistics_in_the_model_config(market_file, scale):
+    from envs.data.reader import MarketData
+    from envs.market.env import input_statistics
+    from rllib_algospace.training import build_algorithm_config
+
+    cfg = load_config(None, {**quick_overrides(), "data.path": market_file, "algorithm.scale_inputs": scale, "training.warm_start": None})
+    config = build_algorithm_config(cfg, data_path=market_file)
+    if scale:
+        market = MarketData(market_file)
+        assert config.model_config["input_statistics"] == input_statistics(market)
+        market.close()
+    else:
+        assert "input_statistics" not in config.model_config
+
+
 def test_critic_inputs_and_env_runners_never_get_the_critic(market_file):
     env = TeamMarketEnv(data=market_file)
     obs = torch.as_tensor(np.stack([env.reset(seed=s)[0] for s in range(8)]))

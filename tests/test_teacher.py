@@ -137,7 +137,7 @@ def test_old_action_schema_is_refused(market_file, tmp_path):
 
 def test_pretrain_reports_val_agreement(market_file, tmp_path):
     lines = []
-    report = pretrain({"data": market_file, "episode_length": 300}, tmp_path / "ws.pt", teacher="oracle", steps=2000, val_steps=500, epochs=2, hiddens=[16], activation="relu", progress=lines.append)
+    report = pretrain({"data": market_file, "episode_length": 300}, tmp_path / "ws.pt", teacher="oracle", steps=2000, val_steps=500, epochs=2, hiddens=[16], activation="relu", scale_inputs=True, progress=lines.append)
     assert set(report["val_agreement"]) == set(AGENTS) and all(0.0 <= v <= 1.0 for v in report["val_agreement"].values())
     assert (tmp_path / "ws.pt").is_file() and not list(tmp_path.glob("*.tmp"))
     assert any("agreement with the teacher on val" in line for line in lines)
