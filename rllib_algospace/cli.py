@@ -22,22 +22,46 @@ def _refuse_existing(out: str, overwrite: bool) -> None:
         raise CliError(f"{out}: already exists (pass --overwrite to replace it)")
 
 
+class _StageBar:
+    """A progress bar over the named stages of building a market file."""
+
+    def __init__(self, desc: str, stages: int):
+        from rllib_algospace.evaluation.runner import progress_bar
+
+        self.bar = progress_bar(stages, desc, unit="stage")
+        self.started = False
+
+    def __call__(self, stage: str) -> None:
+        if self.started:
+            self.bar.update(1)
+        self.started = True
+        self.bar.set_postfix_str(stage)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.bar.close()
+
+
 def _data_synth(args) -> int:
-    from envs.data.dataset import synth_market_file
+    from envs.data.dataset import BUILD_STAGES, synth_market_file
 
     _refuse_existing(args.out, args.overwrite)
-    path = synth_market_file(args.out, preset=args.preset, n_bars=args.bars, seed=args.seed, htf_multiple=args.htf_multiple)
+    with _StageBar(f"data synth {os.path.basename(args.out)}", len(BUILD_STAGES) + 1) as bar:
+        path = synth_market_file(args.out, preset=args.preset, n_bars=args.bars, seed=args.seed, htf_multiple=args.htf_multiple, progress=bar)
     print(f"wrote {path} ({args.bars} bars, preset {args.preset}, seed {args.seed})")
     return 0
 
 
 def _data_prepare(args) -> int:
-    from envs.data.dataset import prepare_csv_market_file
+    from envs.data.dataset import BUILD_STAGES, prepare_csv_market_file
 
     if os.path.abspath(args.out) == os.path.abspath(args.csv) or (args.csv_htf and os.path.abspath(args.out) == os.path.abspath(args.csv_htf)):
         raise CliError(f"{args.out}: --out names an input CSV; the market file needs a path of its own")
     _refuse_existing(args.out, args.overwrite)
-    path = prepare_csv_market_file(args.csv, args.out, csv_htf=args.csv_htf, timeframe=args.timeframe, htf_multiple=args.htf_multiple)
+    with _StageBar(f"data prepare {os.path.basename(args.out)}", len(BUILD_STAGES) + 1) as bar:
+        path = prepare_csv_market_file(args.csv, args.out, csv_htf=args.csv_htf, timeframe=args.timeframe, htf_multiple=args.htf_multiple, progress=bar)
     print(f"wrote {path} from {args.csv}")
     return 0
 

@@ -234,3 +234,11 @@ def test_train_statistics_are_checked_and_computed_for_older_files(tmp_path, mar
         for got, want in zip(market.feature_stats(name), expected[name]):
             np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-7)
     market.close()
+
+
+def test_building_a_market_file_reports_each_stage(tmp_path):
+    from envs.data.dataset import BUILD_STAGES
+
+    stages = []
+    synth_market_file(tmp_path / "s.h5", preset="simple_markets", n_bars=2000, seed=1, progress=stages.append)
+    assert stages == ["generating bars", *BUILD_STAGES]

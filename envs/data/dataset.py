@@ -12,6 +12,10 @@ from envs.features import compute_features
 DEFAULT_HTF_MULTIPLE = 6
 
 
+# The stages of building a market file, in order (``progress`` gets each name as it starts).
+BUILD_STAGES = ("checking bars", "regime features", "structure features", "tactical features", "writing")
+
+
 def build_market_file(
     base: Bars,
     out: str | os.PathLike,
@@ -20,13 +24,17 @@ def build_market_file(
     htf: Bars | None = None,
     split_fractions: tuple[float, float, float] = DEFAULT_SPLIT_FRACTIONS,
     source_path: str | None = None,
+    progress=None,
 ) -> Path:
     """Compute every feature of ``base`` (and of ``htf``, or of base bars
     aggregated ``htf_multiple`` at a time) and write the market file atomically.
 
-    ``source_path`` names the input in error messages.
+    ``source_path`` names the input in error messages. ``progress``: called
+    with each of ``BUILD_STAGES`` as it starts (a progress bar's hook).
     """
+    step = progress or (lambda stage: None)
     where = source_path or base.source
+    step(BUILD_STAGES[0])
     check_bars(base, where)
     if htf is None:
         htf = aggregate_bars(base, htf_multiple)
@@ -37,8 +45,9 @@ def build_market_file(
         htf_multiple = max(1, round(htf.freq_seconds / base.freq_seconds))
         check_htf_covers(base, htf, where)
     visible = htf_visible_count(base, htf)
-    features = compute_features(base, htf)
+    features = compute_features(base, htf, progress=step)
     layout = plan_layout(len(base), visible, features, split_fractions, path=where)
+    step(BUILD_STAGES[-1])
     return write_market_file(out, base, htf, visible, features, layout, htf_multiple)
 
 
@@ -62,10 +71,13 @@ def check_htf_covers(base: Bars, htf: Bars, where: str) -> None:
         )
 
 
-def synth_market_file(out: str | os.PathLike, *, preset: str, n_bars: int, seed: int, htf_multiple: int = DEFAULT_HTF_MULTIPLE) -> Path:
+def synth_market_file(out: str | os.PathLike, *, preset: str, n_bars: int, seed: int, htf_multiple: int = DEFAULT_HTF_MULTIPLE, progress=None) -> Path:
+    """A synthetic market file; ``progress`` gets "generating bars", then ``BUILD_STAGES``."""
     from envs.data.synthetic import generate_bars
 
-    return build_market_file(generate_bars(preset=preset, n_bars=n_bars, seed=seed), out, htf_multiple=htf_multiple)
+    if progress is not None:
+        progress("generating bars")
+    return build_market_file(generate_bars(preset=preset, n_bars=n_bars, seed=seed), out, htf_multiple=htf_multiple, progress=progress)
 
 
 def prepare_csv_market_file(
@@ -75,9 +87,13 @@ def prepare_csv_market_file(
     csv_htf: str | os.PathLike | None = None,
     timeframe: str | int | None = None,
     htf_multiple: int = DEFAULT_HTF_MULTIPLE,
+    progress=None,
 ) -> Path:
+    """A market file from a CSV export; ``progress`` gets "reading CSV", then ``BUILD_STAGES``."""
     from envs.data.csv_import import read_bars_csv
 
+    if progress is not None:
+        progress("reading CSV")
     base = read_bars_csv(csv, timeframe=timeframe)
     htf = read_bars_csv(csv_htf) if csv_htf is not None else None
-    return build_market_file(base, out, htf_multiple=htf_multiple, htf=htf, source_path=str(csv))
+    return build_market_file(base, out, htf_multiple=htf_multiple, htf=htf, source_path=str(csv), progress=progress)

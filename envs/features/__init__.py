@@ -71,12 +71,17 @@ class FeatureSet:
     tactical_warmup: int
 
 
-def compute_features(base: Bars, htf: Bars) -> FeatureSet:
+def compute_features(base: Bars, htf: Bars, progress=None) -> FeatureSet:
     """Compute every feature matrix of ``base`` and its higher timeframe ``htf``
     (normally ``aggregate_bars(base, htf_multiple)``). Vectorised and
-    processed in bounded-memory blocks; no look-ahead."""
+    processed in bounded-memory blocks; no look-ahead. ``progress`` is called
+    with "regime features", "structure features" and "tactical features"."""
+    step = progress or (lambda stage: None)
+    step("regime features")
     regime, rw = regime_features(htf)
+    step("structure features")
     structure, sw = structure_features(htf)
+    step("tactical features")
     tactical, tw = tactical_features(base)
     return FeatureSet(
         regime=regime,
