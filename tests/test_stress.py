@@ -9,7 +9,7 @@ import pytest
 
 from envs.data.bars import PRICE_FIELDS, aggregate_bars
 from envs.data.store import read_attrs, validate_market_file
-from rllib_algospace import stress
+from rllib_algospace import reporting, stress
 from rllib_algospace.evaluation import evaluate_with_baselines, run_policy, write_report
 from rllib_algospace.policies import buy_and_hold_policy, flat_policy, rule_policy
 
@@ -170,10 +170,10 @@ def test_stress_report_for_the_rule_baseline(original, tmp_path):
     from rllib_algospace.evaluation import json_safe
 
     json.loads(json.dumps(json_safe(dict(result)), allow_nan=False))
-    md = stress.to_markdown(stress.stress_blocks(result, image="stress.png"))
+    md = reporting.to_markdown(stress.stress_blocks(result, image="stress.png"))
     assert all(name in md for name in stress.SCENARIOS) and "stress_test_score" in md
-    assert "<table>" in stress.to_html(stress.stress_blocks(result), "t")
-    stress.atomic_figure(tmp_path / "stress.png", stress.stress_figure(result))
+    assert "<table>" in reporting.to_html(stress.stress_blocks(result), "t")
+    reporting.atomic_figure(tmp_path / "stress.png", stress.stress_figure(result))
     assert (tmp_path / "stress.png").stat().st_size > 0
     assert "stress_test_score" in stress.format_stress(result)
     # a custom scenario set with parameters
