@@ -188,7 +188,7 @@ def _evaluate(args) -> int:
     )
     print(f"{report['checkpoint']} on the {report['split']} split of {report['data']}:")
     if "diversity" in report:  # an ensemble: members, ensemble and baselines, and the members' disagreement
-        from rllib_algospace.ensemble import format_ensemble_report
+        from rllib_algospace.ensemble_policy import format_ensemble_report
 
         print(format_ensemble_report(report))
         print(f"members and diversity: {report['ensemble_json']}")
@@ -228,7 +228,8 @@ def _ensemble(args) -> int:
     }
     overrides.update({k: v for k, v in flags.items() if v is not None})
     spec = load_ensemble_config(args.config, overrides, check_files=True)
-    from rllib_algospace.ensemble import evaluate_ensemble, format_ensemble_report, train_ensemble
+    from rllib_algospace.ensemble import train_ensemble
+    from rllib_algospace.ensemble_policy import evaluate_ensemble, format_ensemble_report
 
     outcome = train_ensemble(spec, resume=args.resume)
     print(f"experiment: {outcome.experiment_path} ({len(outcome.members)} members)")

@@ -40,7 +40,7 @@ def evaluate_checkpoint(
     training data's preset (``rllib_algospace.evaluation.fresh``; seeds from
     ``fresh_seed``, never one training used): key ``fresh_markets`` and
     ``targets_met["fresh_markets"]``."""
-    from rllib_algospace.ensemble import evaluate_ensemble, find_manifest
+    from rllib_algospace.ensemble_policy import evaluate_ensemble, find_manifest
     from rllib_algospace.evaluation import evaluate_with_baselines, write_report
 
     from rllib_algospace.evaluation.fresh import DEFAULT_FRESH_SEED, FreshMarketError, evaluate_fresh_markets, policy_series_metrics, targets_met

@@ -103,7 +103,7 @@ def resolve_members(source: str | os.PathLike) -> tuple[str, list[dict], str | N
 
 def _find_ensemble_manifest(p: Path) -> Path | None:
     try:  # the ensemble module's own reader, when it is there
-        from rllib_algospace.ensemble import find_manifest
+        from rllib_algospace.ensemble_policy import find_manifest
     except ImportError:
         find_manifest = None
     if find_manifest is not None:

@@ -93,7 +93,7 @@ class Candidate:
 # -- candidate discovery ------------------------------------------------------------------------
 def _ensemble_manifest(path: Path) -> Path | None:
     try:
-        from rllib_algospace.ensemble import find_manifest
+        from rllib_algospace.ensemble_policy import find_manifest
     except ImportError:  # no ensemble support installed: any ensemble.json with a members list
         try:
             doc = json.loads(path.read_text())
@@ -151,7 +151,7 @@ def _load_ensemble(c: Candidate):
     from rllib_algospace.team_policy import checkpoint_metadata
 
     try:
-        from rllib_algospace.ensemble import EnsembleTeamPolicy
+        from rllib_algospace.ensemble_policy import EnsembleTeamPolicy
     except ImportError:
         raise CheckpointError("ensemble support (rllib_algospace.ensemble) is not available") from None
     policy = EnsembleTeamPolicy.from_manifest(c.path)

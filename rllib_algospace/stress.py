@@ -572,10 +572,10 @@ def add_stress_section(policy, team_run, out_dir, *, data, split: str, env_overr
 
 def add_ensemble_stress_section(manifest, report: dict, *, seed: int = 0) -> dict:
     """:func:`add_stress_section` for an ensemble evaluated by
-    ``rllib_algospace.ensemble.evaluate_ensemble`` (``report`` is its return
+    ``rllib_algospace.ensemble_policy.evaluate_ensemble`` (``report`` is its return
     value; the regime adaptability comes from the ensemble's unstressed
     full-split run)."""
-    from rllib_algospace.ensemble import EnsembleTeamPolicy
+    from rllib_algospace.ensemble_policy import EnsembleTeamPolicy
     from rllib_algospace.team_policy import checkpoint_env_overrides, checkpoint_metadata
 
     policy = EnsembleTeamPolicy.from_manifest(str(manifest))

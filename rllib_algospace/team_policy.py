@@ -138,7 +138,7 @@ def incomplete_checkpoint(checkpoint: str | os.PathLike) -> str | None:
     try:
         found = json.loads((Path(checkpoint) / METADATA_FILE).read_text()).get("format")
     except (OSError, ValueError, AttributeError):
-        return checkpoint_problem(checkpoint)
+        return None  # an unreadable algospace.json: checkpoint_metadata names it
     return checkpoint_problem(checkpoint) if found == CHECKPOINT_FORMAT else None
 
 

@@ -9,15 +9,8 @@ import numpy as np
 import pytest
 
 from rllib_algospace.config import ConfigError, load_config
-from rllib_algospace.ensemble import (
-    MANIFEST_FILE,
-    EnsembleTeamPolicy,
-    diversity,
-    find_manifest,
-    load_ensemble_config,
-    quick_ensemble_overrides,
-    resolve_ensemble_resources,
-)
+from rllib_algospace.ensemble import load_ensemble_config, quick_ensemble_overrides, resolve_ensemble_resources
+from rllib_algospace.ensemble_policy import MANIFEST_FILE, EnsembleTeamPolicy, diversity, find_manifest
 
 ROOT = Path(__file__).resolve().parents[1]
 ENSEMBLE_YAML = ROOT / "tune_configs" / "ensemble.yaml"
@@ -216,7 +209,8 @@ class _Result:
 
 
 def test_manifest_picks_each_members_best_checkpoint_by_score(tmp_path):
-    from rllib_algospace.ensemble import PARAM_KEY, _ensemble_outcome, read_manifest
+    from rllib_algospace.ensemble import PARAM_KEY, _ensemble_outcome
+    from rllib_algospace.ensemble_policy import read_manifest
 
     spec = load_ensemble_config(ENSEMBLE_YAML, {"experiment.storage_path": str(tmp_path), "ensemble.seeds": [7]})
     members = [m.to_dict() for m in spec.members()]
@@ -314,7 +308,7 @@ def test_ensemble_probabilities_are_the_members_mean(trained, market_file):
 @pytest.mark.slow
 @pytest.mark.ray
 def test_members_and_ensemble_evaluated_side_by_side(trained, tmp_path):
-    from rllib_algospace.ensemble import evaluate_ensemble, format_ensemble_report
+    from rllib_algospace.ensemble_policy import evaluate_ensemble, format_ensemble_report
 
     _, outcome, _ = trained
     report = evaluate_ensemble(outcome.manifest_path, split="val", episodes=1, episode_length=200, out=tmp_path / "eval")

@@ -230,8 +230,15 @@ def test_damaged_checkpoints_are_named_in_one_line(tiny_checkpoint, tmp_path):
     assert states
     for p in states:
         p.write_bytes(p.read_bytes()[: max(1, p.stat().st_size // 3)])
-    with pytest.raises(CheckpointError, match=r"default_policy: the team module cannot be loaded .*damaged") as err:
+    with pytest.raises(CheckpointError, match=r"truncated: incomplete checkpoint \(learner_group/.*module_state\.pkl has \d+ of \d+ bytes\)") as err:
         load_team_module(truncated)
+    assert "\n" not in str(err.value)
+    garbled = tmp_path / "garbled"  # damaged but of the recorded size: the loader names it
+    shutil.copytree(tiny_checkpoint, garbled)
+    for p in [p for p in garbled.rglob("module_state*") if p.is_file()]:
+        p.write_bytes(b"\x00" * p.stat().st_size)
+    with pytest.raises(CheckpointError, match=r"default_policy: the team module cannot be loaded .*damaged") as err:
+        load_team_module(garbled)
     assert "\n" not in str(err.value)
 
 
