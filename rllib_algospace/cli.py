@@ -264,9 +264,10 @@ def _tune(args) -> int:
 
 
 def _export(args) -> int:
-    from rllib_algospace.export import export_bundle, format_report
+    from rllib_algospace.export import export_bundle, export_stages, format_report
 
-    report = export_bundle(args.source, args.out, quantize=args.quantize, data=args.data, overwrite=args.overwrite)
+    with _StageBar(f"export {os.path.basename(os.path.normpath(args.out))}", len(export_stages(args.quantize))) as bar:
+        report = export_bundle(args.source, args.out, quantize=args.quantize, data=args.data, overwrite=args.overwrite, progress=bar)
     print(format_report(report))
     return 0
 

@@ -378,6 +378,11 @@ def _versions() -> dict:
     return out
 
 
+def export_stages(quantize: str | None = None) -> list[str]:
+    """The stages ``export_bundle`` reports to its ``progress`` hook, in order."""
+    return ["loading members", "sampling observations", "checking the TorchScript actors"] + (["quantizing and timing int8"] if quantize else []) + ["writing the bundle"]
+
+
 def export_bundle(
     source: str | os.PathLike,
     out: str | os.PathLike,
@@ -386,10 +391,12 @@ def export_bundle(
     data: str | os.PathLike | None = None,
     sample_size: int = 1024,
     overwrite: bool = False,
+    progress=None,
 ) -> dict:
     """Write the bundle of ``source`` to ``out`` (a folder); returns a report
     (``bundle``, ``size_bytes``, ``members``, ``precision``,
-    ``torchscript_max_abs_logit_diff``, ``quantization``, ``load_seconds``)."""
+    ``torchscript_max_abs_logit_diff``, ``quantization``, ``load_seconds``).
+    ``progress``: called with each of ``export_stages(quantize)`` as it starts."""
     import torch
 
     from envs.market.config import MarketEnvConfig
@@ -408,6 +415,8 @@ def export_bundle(
             raise ExportError(f"{out}: already exists (pass --overwrite to replace a bundle)")
         if not (out.is_dir() and (out / MANIFEST_FILE).is_file()):
             raise ExportError(f"{out}: exists and is not a bundle; not replacing it")
+    step = progress or (lambda stage: None)
+    step("loading members")
     kind, members, ensemble_manifest = resolve_members(source)
 
     # Members: modules, metadata, settings (all must agree on env and data).
@@ -448,7 +457,9 @@ def export_bundle(
         raise ExportError("ensemble weights must sum to a positive number")
     norm_weights = [w / total for w in weights]
 
+    step("sampling observations")
     sample = sample_observations(data_path, env_config, float_members, norm_weights, sample_size)
+    step("checking the TorchScript actors")
     for m, scripted in zip(members, float_members):
         for a in AGENTS:
             ref = _module_logits(m["modules"][a], sample[a])
@@ -465,6 +476,7 @@ def export_bundle(
     chosen, chosen_teams = float_members, float_teams
     precision = "float32"
     if quantize is not None:
+        step("quantizing and timing int8")
         int8_members, int8_teams = [], []
         for net, m in zip(nets, members):
             qnets = {a: _quantize(net[a]) for a in AGENTS}
@@ -485,6 +497,7 @@ def export_bundle(
         require_free_space(out.parent, 3 * params + (2 << 20) * len(members), f"the bundle {out}")
     except DataError as exc:
         raise ExportError(str(exc)) from None
+    step("writing the bundle")
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:

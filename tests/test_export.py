@@ -177,6 +177,14 @@ def test_cli_export_with_quantize_reports_accuracy_and_speed(tiny_checkpoint, tm
     assert main(["export", tiny_checkpoint, "--out", str(out)]) == 2
 
 
+def test_export_reports_each_stage_to_its_progress_hook(tiny_checkpoint, tmp_path):
+    from rllib_algospace.export import export_bundle, export_stages
+
+    stages = []
+    export_bundle(tiny_checkpoint, tmp_path / "b", quantize="force", progress=stages.append)
+    assert stages == export_stages("force") and "quantizing and timing int8" in stages
+
+
 def test_ensemble_bundle_averages_member_probabilities(tiny_checkpoint, tmp_path):
     from rllib_algospace.export import export_bundle
     from rllib_algospace.inference import TeamPolicy
