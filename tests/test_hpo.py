@@ -429,3 +429,73 @@ def test_two_processes_share_one_journal_study(tmp_path):
     trials = study.get_trials()
     assert len(trials) == 30 and len({t.number for t in trials}) == 30
     assert all(t.state == optuna.trial.TrialState.COMPLETE for t in trials)
+
+
+def _postgres_bin() -> Path | None:
+    found = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"))
+    return found[-1].parent if found else None
+
+
+@pytest.fixture
+def postgres_url():
+    """A real PostgreSQL server in a temporary folder (``.ci/run`` installs
+    the Debian package), on a Unix socket only; stopped at the end."""
+    import getpass
+    import shutil
+    import socket
+
+    bindir = _postgres_bin()
+    if bindir is None:
+        pytest.skip("PostgreSQL is not installed (.ci/run installs it)")
+    import tempfile
+
+    # pytest's folder is private to its user; the server's user must reach its own
+    root = Path(tempfile.mkdtemp(prefix="algospace-pg-"))
+    data, sock = root / "data", root / "sock"
+    sock.mkdir(parents=True)
+    as_user: list[str] = []
+    if os.geteuid() == 0:  # the server refuses to run as root
+        shutil.chown(root, "postgres")
+        shutil.chown(sock, "postgres")
+        as_user = ["runuser", "-u", "postgres", "--"]
+    user = "postgres" if as_user else getpass.getuser()
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+
+    def run(*cmd):
+        subprocess.run([*as_user, *cmd], check=True, capture_output=True, text=True, timeout=120)
+
+    run(str(bindir / "initdb"), "-D", str(data), "-U", user, "--auth=trust")
+    run(str(bindir / "pg_ctl"), "-D", str(data), "-l", str(root / "log"), "-w", "-o", f"-k {sock} -p {port} -c listen_addresses=''", "start")
+    try:
+        run(str(bindir / "createdb"), "-h", str(sock), "-p", str(port), "-U", user, "studies")
+        yield f"postgresql+psycopg2://{user}@/studies?host={sock}&port={port}"
+    finally:
+        subprocess.run([*as_user, str(bindir / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"], capture_output=True, timeout=120)
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def test_two_processes_share_one_postgresql_study(postgres_url):
+    """The study several machines share: a real PostgreSQL server, two
+    processes asking and telling at once through ``open_study``; every trial
+    lands once, with distinct parameters."""
+    code = (
+        "import sys, optuna; from rllib_algospace.hpo import open_study\n"
+        "optuna.logging.set_verbosity(optuna.logging.WARNING)\n"
+        "_, study = open_study(sys.argv[1], 'shared', directions=['maximize'], metrics=['val_sharpe'], sampler=optuna.samplers.RandomSampler(seed=int(sys.argv[2])))\n"
+        "for _ in range(15):\n"
+        "    t = study.ask(); study.tell(t, t.suggest_float('x', 0, 1) + int(sys.argv[2]))\n"
+    )
+    procs = [subprocess.Popen([sys.executable, "-c", code, postgres_url, str(i)], stderr=subprocess.PIPE, text=True) for i in range(2)]
+    codes = [p.wait(timeout=180) for p in procs]
+    assert codes == [0, 0], [p.stderr.read()[-2000:] for p in procs]
+    import optuna
+
+    from rllib_algospace.hpo import _rdb_storage
+
+    study = optuna.load_study(study_name="shared", storage=_rdb_storage(postgres_url))
+    trials = study.get_trials()
+    assert len(trials) == 30 and len({t.number for t in trials}) == 30
+    assert all(t.state == optuna.trial.TrialState.COMPLETE for t in trials)
+    assert len({t.params["x"] for t in trials}) == 30  # distinct parameters: each worker its own sampler seed
