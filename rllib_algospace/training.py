@@ -572,6 +572,10 @@ def train(cfg: TrainConfig, *, resume: bool = False) -> TrainOutcome:
         ray.init(include_dashboard=False, log_to_driver=cfg.experiment.verbose >= 2, configure_logging=False)
     register()
     if resume:
+        if not cfg.experiment.storage_is_uri:
+            note = keep_tuner_state(path)
+            if note:
+                print(note)
         if not tune.Tuner.can_restore(path):
             raise FileNotFoundError(f"{path}: no experiment to resume there (run without --resume first)")
         print(f"resuming {path}")
@@ -589,6 +593,40 @@ def train(cfg: TrainConfig, *, resume: bool = False) -> TrainOutcome:
         )
     grid = tuner.fit()
     return _outcome(cfg, path, grid)
+
+
+TUNER_STATE = "tuner.pkl"  # Tune's own record of the experiment, rewritten by every restore
+TUNER_STATE_COPY = "tuner.pkl.complete"
+
+
+def _pickle_complete(path) -> bool:
+    """Whether a pickle file ends with the STOP opcode (a write cut short does not)."""
+    try:
+        with open(path, "rb") as fh:
+            fh.seek(-1, os.SEEK_END)
+            return fh.read(1) == b"."
+    except OSError:
+        return False
+
+
+def keep_tuner_state(experiment: str | os.PathLike) -> str | None:
+    """Before Tune rewrites ``tuner.pkl`` on a resume, keep a copy of a
+    complete one beside it; when a kill cut the file short (Tune writes it in
+    place), put the copy back. Returns a line saying so, or None."""
+    import shutil
+    from pathlib import Path
+
+    state = Path(experiment) / TUNER_STATE
+    copy = Path(experiment) / TUNER_STATE_COPY
+    if _pickle_complete(state):
+        tmp = copy.with_name(copy.name + ".tmp")
+        shutil.copyfile(state, tmp)
+        os.replace(tmp, copy)
+        return None
+    if state.exists() and _pickle_complete(copy):
+        shutil.copyfile(copy, state)
+        return f"resume: {state} was cut short (a kill while Tune wrote it); using the complete copy kept by the previous resume"
+    return None
 
 
 def describe_resume(experiment: str | os.PathLike) -> list[str]:

@@ -62,3 +62,21 @@ def test_readers_skip_an_incomplete_checkpoint_with_a_warning(tmp_path, capsys):
     assert "skipping" in capsys.readouterr().err
     with pytest.raises(CheckpointError, match=r"checkpoint_000001: incomplete checkpoint \(module_state.pkl has 0 of 100 bytes\)"):
         find_checkpoint(broken)
+
+
+def test_a_tuner_state_cut_short_by_a_kill_is_put_back_from_its_copy(tmp_path):
+    import pickle
+
+    from rllib_algospace.training import TUNER_STATE, TUNER_STATE_COPY, keep_tuner_state
+
+    state = tmp_path / TUNER_STATE
+    state.write_bytes(pickle.dumps({"trials": [1, 2, 3]}))
+    assert keep_tuner_state(tmp_path) is None  # complete: a copy is kept
+    assert (tmp_path / TUNER_STATE_COPY).read_bytes() == state.read_bytes()
+    good = state.read_bytes()
+    state.write_bytes(good[: len(good) // 2])  # Tune rewrote it in place and was killed
+    note = keep_tuner_state(tmp_path)
+    assert note and "cut short" in note and state.read_bytes() == good
+    state.write_bytes(b"")
+    assert keep_tuner_state(tmp_path) and pickle.loads(state.read_bytes()) == {"trials": [1, 2, 3]}
+    assert keep_tuner_state(tmp_path / "nothing") is None
