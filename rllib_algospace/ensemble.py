@@ -413,6 +413,10 @@ def train_ensemble(spec: EnsembleSpec, *, resume: bool = False) -> EnsembleOutco
     register()
     trainable = __getattr__("EnsembleMAPPO")
     if resume:
+        if not cfg.experiment.storage_is_uri:
+            note = training.keep_tuner_state(path)
+            if note:
+                print(note)
         if not tune.Tuner.can_restore(path):
             raise FileNotFoundError(f"{path}: no ensemble to resume there (run without --resume first)")
         print(f"resuming {path} (its own member list; the config's ensemble section is not re-read)")

@@ -1072,6 +1072,10 @@ def run_search(config: HpoConfig | str | os.PathLike | None = None, *, resume: b
     info_path = os.path.join(out_dir, INFO_FILE)
     previous = _read_info(info_path) if resume else {}
 
+    if resume and not hpo.base.experiment.storage_is_uri:
+        note = training.keep_tuner_state(path)
+        if note:
+            print(note)
     if resume and not tune.Tuner.can_restore(path):
         raise FileNotFoundError(f"{path}: no search to resume there (run without --resume first)")
     if search.study_storage:
