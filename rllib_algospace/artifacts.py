@@ -19,7 +19,18 @@ from pathlib import Path
 METADATA_FILE = "algospace.json"
 CHECKPOINT_FILES_KEY = "files"
 
-__all__ = ["CHECKPOINT_FILES_KEY", "METADATA_FILE", "checkpoint_files", "checkpoint_problem", "complete_checkpoints", "newest_complete_checkpoint"]
+__all__ = [
+    "CHECKPOINT_FILES_KEY",
+    "METADATA_FILE",
+    "TUNER_STATE",
+    "TUNER_STATE_COPY",
+    "checkpoint_files",
+    "checkpoint_problem",
+    "complete_checkpoints",
+    "describe_resume",
+    "keep_tuner_state",
+    "newest_complete_checkpoint",
+]
 
 
 def checkpoint_files(folder: str | os.PathLike) -> dict[str, int]:
@@ -95,3 +106,70 @@ def newest_complete_checkpoint(trial_folder: str | os.PathLike) -> tuple[int, Pa
     """``(training iteration, path)`` of the trial's newest complete checkpoint, or None."""
     complete, _ = complete_checkpoints(trial_folder)
     return complete[-1] if complete else None
+
+
+TUNER_STATE = "tuner.pkl"  # Tune's own record of the experiment, rewritten by every restore
+TUNER_STATE_COPY = "tuner.pkl.complete"  # each state file's copy: its name + ".complete"
+
+
+def _pickle_complete(path) -> bool:
+    """Whether a pickle file ends with the STOP opcode (a write cut short does not)."""
+    try:
+        with open(path, "rb") as fh:
+            fh.seek(-1, os.SEEK_END)
+            return fh.read(1) == b"."
+    except OSError:
+        return False
+
+
+def _json_complete(path) -> bool:
+    try:
+        json.loads(Path(path).read_text())
+        return True
+    except (OSError, ValueError):
+        return False
+
+
+def keep_tuner_state(experiment: str | os.PathLike) -> str | None:
+    """Tune's own state files of a local experiment (``tuner.pkl``, which
+    every restore rewrites in place, and the ``experiment_state-*.json``
+    snapshots it rewrites as the run goes): keep a copy of each complete one
+    beside it (``.complete``); put the copy back where a kill cut the file
+    short. Called before a resume and after every checkpoint. Returns a line
+    naming what was put back, or None."""
+    import shutil
+
+    folder = Path(experiment)
+    if not folder.is_dir():
+        return None
+    restored = []
+    for state in [folder / TUNER_STATE, *sorted(folder.glob("experiment_state-*.json"))]:
+        copy = state.with_name(state.name + ".complete")
+        complete = _pickle_complete if state.name == TUNER_STATE else _json_complete
+        if complete(state):
+            tmp = copy.with_name(copy.name + ".tmp")
+            shutil.copyfile(state, tmp)
+            os.replace(tmp, copy)
+        elif state.exists() and complete(copy):
+            shutil.copyfile(copy, state)
+            restored.append(state.name)
+    if not restored:
+        return None
+    return f"resume: {', '.join(restored)} in {folder} cut short (a kill while Tune wrote it); put back its last complete copy"
+
+
+def describe_resume(experiment: str | os.PathLike) -> list[str]:
+    """Where each trial of a local experiment continues: its newest complete
+    checkpoint on disk (what ``MAPPO`` restores, whatever Tune recorded),
+    and the incomplete ones it skips."""
+    lines = []
+    for trial in sorted(p for p in Path(experiment).iterdir() if p.is_dir() and any(p.glob("checkpoint_*"))):
+        complete, incomplete = complete_checkpoints(trial)
+        for folder, problem in incomplete:
+            lines.append(f"resume: {trial.name}: skipping {folder.name}: incomplete ({problem})")
+        if complete:
+            iteration, folder = complete[-1]
+            lines.append(f"resume: {trial.name} continues from {folder.name} (iteration {iteration})")
+        else:
+            lines.append(f"resume: {trial.name} has no complete checkpoint: it starts again from iteration 1")
+    return lines

@@ -414,7 +414,9 @@ def train_ensemble(spec: EnsembleSpec, *, resume: bool = False) -> EnsembleOutco
     trainable = __getattr__("EnsembleMAPPO")
     if resume:
         if not cfg.experiment.storage_is_uri:
-            note = training.keep_tuner_state(path)
+            from rllib_algospace.artifacts import keep_tuner_state
+
+            note = keep_tuner_state(path)
             if note:
                 print(note)
         if not tune.Tuner.can_restore(path):

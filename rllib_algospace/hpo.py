@@ -1073,7 +1073,9 @@ def run_search(config: HpoConfig | str | os.PathLike | None = None, *, resume: b
     previous = _read_info(info_path) if resume else {}
 
     if resume and not hpo.base.experiment.storage_is_uri:
-        note = training.keep_tuner_state(path)
+        from rllib_algospace.artifacts import keep_tuner_state
+
+        note = keep_tuner_state(path)
         if note:
             print(note)
     if resume and not tune.Tuner.can_restore(path):

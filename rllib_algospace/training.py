@@ -363,11 +363,26 @@ def driver_callbacks(cfg: TrainConfig, *, time_budget_s: float | None, stop_iter
     and W&B when configured."""
     _SESSION["time_budget_s"] = time_budget_s
     _SESSION["stop_iterations"] = stop_iterations
-    callbacks = [_make_progress_callback()]
+    callbacks = [_make_progress_callback(), _make_state_copy_callback()]
     wandb_cb = _wandb_callback(cfg)
     if wandb_cb is not None:
         callbacks.append(wandb_cb)
     return callbacks
+
+
+def _make_state_copy_callback():
+    """A Tune callback that, after every checkpoint, keeps a complete copy of
+    Tune's own state files (``artifacts.keep_tuner_state``): a kill while
+    Tune rewrites one then costs at most the snapshot since that copy."""
+    from rllib_algospace.artifacts import keep_tuner_state
+
+    class KeepTuneState(_tune_callback_base()):
+        def on_checkpoint(self, iteration, trials, trial, checkpoint, **info):
+            folder = os.path.dirname(str(getattr(trial, "path", "") or "").rstrip("/"))
+            if folder and os.path.isdir(folder):
+                keep_tuner_state(folder)
+
+    return KeepTuneState()
 
 
 def trials_progress_callback(total: int):
@@ -573,6 +588,8 @@ def train(cfg: TrainConfig, *, resume: bool = False) -> TrainOutcome:
     register()
     if resume:
         if not cfg.experiment.storage_is_uri:
+            from rllib_algospace.artifacts import describe_resume, keep_tuner_state
+
             note = keep_tuner_state(path)
             if note:
                 print(note)
@@ -593,61 +610,6 @@ def train(cfg: TrainConfig, *, resume: bool = False) -> TrainOutcome:
         )
     grid = tuner.fit()
     return _outcome(cfg, path, grid)
-
-
-TUNER_STATE = "tuner.pkl"  # Tune's own record of the experiment, rewritten by every restore
-TUNER_STATE_COPY = "tuner.pkl.complete"
-
-
-def _pickle_complete(path) -> bool:
-    """Whether a pickle file ends with the STOP opcode (a write cut short does not)."""
-    try:
-        with open(path, "rb") as fh:
-            fh.seek(-1, os.SEEK_END)
-            return fh.read(1) == b"."
-    except OSError:
-        return False
-
-
-def keep_tuner_state(experiment: str | os.PathLike) -> str | None:
-    """Before Tune rewrites ``tuner.pkl`` on a resume, keep a copy of a
-    complete one beside it; when a kill cut the file short (Tune writes it in
-    place), put the copy back. Returns a line saying so, or None."""
-    import shutil
-    from pathlib import Path
-
-    state = Path(experiment) / TUNER_STATE
-    copy = Path(experiment) / TUNER_STATE_COPY
-    if _pickle_complete(state):
-        tmp = copy.with_name(copy.name + ".tmp")
-        shutil.copyfile(state, tmp)
-        os.replace(tmp, copy)
-        return None
-    if state.exists() and _pickle_complete(copy):
-        shutil.copyfile(copy, state)
-        return f"resume: {state} was cut short (a kill while Tune wrote it); using the complete copy kept by the previous resume"
-    return None
-
-
-def describe_resume(experiment: str | os.PathLike) -> list[str]:
-    """Where each trial of a local experiment continues: its newest complete
-    checkpoint on disk (what ``MAPPO`` restores, whatever Tune recorded),
-    and the incomplete ones it skips."""
-    from pathlib import Path
-
-    from rllib_algospace.artifacts import complete_checkpoints
-
-    lines = []
-    for trial in sorted(p for p in Path(experiment).iterdir() if p.is_dir() and any(p.glob("checkpoint_*"))):
-        complete, incomplete = complete_checkpoints(trial)
-        for folder, problem in incomplete:
-            lines.append(f"resume: {trial.name}: skipping {folder.name}: incomplete ({problem})")
-        if complete:
-            iteration, folder = complete[-1]
-            lines.append(f"resume: {trial.name} continues from {folder.name} (iteration {iteration})")
-        else:
-            lines.append(f"resume: {trial.name} has no complete checkpoint: it starts again from iteration 1")
-    return lines
 
 
 def run_config(cfg: TrainConfig, callbacks: list):

@@ -67,7 +67,7 @@ def test_readers_skip_an_incomplete_checkpoint_with_a_warning(tmp_path, capsys):
 def test_a_tuner_state_cut_short_by_a_kill_is_put_back_from_its_copy(tmp_path):
     import pickle
 
-    from rllib_algospace.training import TUNER_STATE, TUNER_STATE_COPY, keep_tuner_state
+    from rllib_algospace.artifacts import TUNER_STATE, TUNER_STATE_COPY, keep_tuner_state
 
     state = tmp_path / TUNER_STATE
     state.write_bytes(pickle.dumps({"trials": [1, 2, 3]}))
@@ -80,3 +80,14 @@ def test_a_tuner_state_cut_short_by_a_kill_is_put_back_from_its_copy(tmp_path):
     state.write_bytes(b"")
     assert keep_tuner_state(tmp_path) and pickle.loads(state.read_bytes()) == {"trials": [1, 2, 3]}
     assert keep_tuner_state(tmp_path / "nothing") is None
+
+
+def test_an_experiment_state_cut_short_is_put_back_from_its_copy(tmp_path):
+    from rllib_algospace.artifacts import keep_tuner_state
+
+    state = tmp_path / "experiment_state-2026-11-29_16-00-00.json"
+    state.write_text('{"trial_data": [1, 2]}')
+    assert keep_tuner_state(tmp_path) is None
+    state.write_text("")  # the kill landed while Tune rewrote it
+    note = keep_tuner_state(tmp_path)
+    assert note and state.name in note and json.loads(state.read_text()) == {"trial_data": [1, 2]}
