@@ -30,7 +30,30 @@ __all__ = [
     "describe_resume",
     "keep_tuner_state",
     "newest_complete_checkpoint",
+    "write_atomically",
 ]
+
+
+def write_atomically(path: str | os.PathLike, write) -> Path:
+    """``write(fh)`` into a temporary file beside ``path`` (usual file mode),
+    then rename it onto ``path``: a reader never sees half a file, and a
+    failure leaves nothing behind."""
+    import tempfile
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            write(fh)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
 
 
 def checkpoint_files(folder: str | os.PathLike) -> dict[str, int]:

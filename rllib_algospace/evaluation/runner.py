@@ -29,7 +29,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -37,6 +36,7 @@ import numpy as np
 
 from envs.market.env import AGENTS
 from envs.market.trading import REGIME_ACTIONS
+from rllib_algospace.artifacts import write_atomically
 from rllib_algospace.metrics import EpisodeRecord
 from rllib_algospace.policies import RuleTeamPolicy, buy_and_hold_policy, flat_policy
 
@@ -420,20 +420,6 @@ def json_safe(value):
     return str(value)
 
 
-def _atomic_write(path: Path, write) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            write(fh)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def write_report(results: dict, run: EvaluationRun, out_dir: str | os.PathLike, *, baseline_runs: dict[str, EvaluationRun] | None = None, extra: dict | None = None) -> tuple[Path, Path]:
     """Write ``evaluation.json`` and ``evaluation.png`` into ``out_dir``
     (both atomically: a temporary file, then ``os.replace``).
@@ -455,10 +441,10 @@ def write_report(results: dict, run: EvaluationRun, out_dir: str | os.PathLike, 
     team = run.to_dict()
     document = json_safe({"meta": team["meta"], "results": dict(results), **(extra or {}), "episodes": team["episodes"]})
     text = json.dumps(document, indent=2, allow_nan=False) + "\n"
-    _atomic_write(json_path, lambda fh: fh.write(text.encode()))
+    write_atomically(json_path, lambda fh: fh.write(text.encode()))
     runs = baseline_runs if baseline_runs is not None else getattr(results, "runs", None) or {}
     figure = _figure(run, runs)
-    _atomic_write(png_path, lambda fh: figure.savefig(fh, format="png", dpi=110))
+    write_atomically(png_path, lambda fh: figure.savefig(fh, format="png", dpi=110))
     return json_path, png_path
 
 
