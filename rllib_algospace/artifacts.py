@@ -12,6 +12,7 @@ skipped. No Ray here.
 """
 from __future__ import annotations
 
+import errno
 import json
 import os
 from pathlib import Path
@@ -26,10 +27,14 @@ __all__ = [
     "TUNER_STATE_COPY",
     "checkpoint_files",
     "checkpoint_problem",
+    "STORAGE_ERRNOS",
     "complete_checkpoints",
+    "describe_failure",
     "describe_resume",
     "keep_tuner_state",
     "newest_complete_checkpoint",
+    "storage_failure",
+    "storage_stop",
     "write_atomically",
 ]
 
@@ -196,3 +201,59 @@ def describe_resume(experiment: str | os.PathLike) -> list[str]:
         else:
             lines.append(f"resume: {trial.name} has no complete checkpoint: it starts again from iteration 1")
     return lines
+
+
+# A trial that died of one of these failed because of where it writes, not
+# because of the run: say so in one line and how to continue.
+STORAGE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM})
+
+
+def _causes(exc: BaseException | None, *, context: bool = True):
+    """``exc`` and what it wraps: a Ray task error's ``cause``, then the
+    exception chain (with ``context``, also what was being handled)."""
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        yield exc
+        exc = getattr(exc, "cause", None) or exc.__cause__ or (exc.__context__ if context else None)
+
+
+def storage_failure(exc: BaseException | None) -> OSError | None:
+    """The out-of-space / read-only / permission ``OSError`` behind ``exc``, if any."""
+    for e in _causes(exc):
+        if isinstance(e, OSError) and e.errno in STORAGE_ERRNOS:
+            return e
+    return None
+
+
+def storage_stop(reason: str, experiment: str | os.PathLike, trial_folder: str | os.PathLike | None = None) -> str:
+    """What a run stopped by its storage left and how to continue, after
+    ``reason`` ("No space left on device"): the newest complete checkpoint of
+    ``trial_folder`` (or of every trial of ``experiment``)."""
+    if trial_folder:
+        folders = [Path(trial_folder)]
+    else:
+        root = Path(experiment)
+        folders = sorted(p for p in root.iterdir() if p.is_dir() and any(p.glob("checkpoint_*"))) if root.is_dir() else []
+    kept = []
+    for folder in folders:
+        newest = newest_complete_checkpoint(folder) if folder.is_dir() else None
+        kept.append(f"{folder.name}: newest complete checkpoint {newest[1].name} (iteration {newest[0]})" if newest else f"{folder.name}: no complete checkpoint")
+    return f"training stopped: {reason} ({'; '.join(kept) or 'no checkpoint was written'}); free some space (or make the folder writable), then continue with --resume"
+
+
+def describe_failure(exc: BaseException, experiment: str | os.PathLike, trial_folder: str | os.PathLike | None = None, *, storage_problem: str | None = None) -> str:
+    """One line for a failed trial. A storage failure (the error says so, or
+    ``storage_problem`` says what is wrong with the storage now) names the
+    experiment folder, the newest complete checkpoint and how to continue;
+    any other failure its innermost error and where Tune kept the traceback."""
+    disk = storage_failure(exc)
+    if disk is not None or storage_problem:
+        reason = os.strerror(disk.errno) if disk is not None else storage_problem
+        return f"{experiment}: {storage_stop(reason, experiment, trial_folder)}"
+    root = list(_causes(exc, context=False))[-1]
+    text = str(root).strip()
+    first = " ".join(text.splitlines()[0].split()) if text else ""
+    traceback_file = Path(trial_folder) / "error.txt" if trial_folder else None
+    where = f" (traceback: {traceback_file})" if traceback_file is not None and traceback_file.exists() else ""
+    return f"{type(root).__name__}: {first}{where}"

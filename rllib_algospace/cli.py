@@ -415,6 +415,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 NOISY_LOGGERS = ("ray", "ray.rllib", "ray.tune", "ray.train", "ray.air", "ray.data", "ray._private", "tensorboardX")  # tensorboardX: "NaN or Inf found" on every metric not defined yet
+# Tune logs a failed trial's traceback (and a failed state sync) at ERROR; the
+# commands report each failure in one line naming the trial's error.txt.
+TRIAL_FAILURE_LOGGERS = ("ray.tune.execution", "ray.tune.tune")
 NOISY_WARNING_MODULES = r"(ray|gymnasium|pettingzoo|optuna|torch|tree)(\..*)?"
 
 
@@ -433,6 +436,8 @@ def quiet_libraries(with_ray: bool = False) -> None:
         importlib.import_module("ray")  # Ray sets its loggers' levels when imported: set ours after
     for name in NOISY_LOGGERS:
         logging.getLogger(name).setLevel(logging.ERROR)
+    for name in TRIAL_FAILURE_LOGGERS:
+        logging.getLogger(name).setLevel(logging.CRITICAL)
     warnings.filterwarnings("ignore", module=NOISY_WARNING_MODULES)
     warnings.filterwarnings("ignore", category=DeprecationWarning)
     os.environ.setdefault("PYTHONWARNINGS", "ignore::DeprecationWarning,ignore::UserWarning")  # Tune's trial processes

@@ -43,6 +43,7 @@ from dataclasses import dataclass, field
 from typing import Any, Mapping
 
 
+from rllib_algospace.artifacts import describe_failure
 from rllib_algospace.ensemble_policy import MANIFEST_FILE, MANIFEST_KIND
 from rllib_algospace.config import (
     DEFAULTS_SOURCE,
@@ -398,6 +399,7 @@ def train_ensemble(spec: EnsembleSpec, *, resume: bool = False) -> EnsembleOutco
         print(note)
     data_path = training.dataset_path(cfg)
     print(f"data: {data_path}")
+    training.require_storage(cfg)
     if not resume:
         training.write_run_record(cfg, data_path, None)  # its score ranks the members' checkpoints everywhere
     if getattr(getattr(cfg, "training", None), "init_from", None) is not None and not resume:
@@ -448,7 +450,7 @@ def train_ensemble(spec: EnsembleSpec, *, resume: bool = False) -> EnsembleOutco
             tune_config=tune.TuneConfig(trial_dirname_creator=_member_dirname, max_concurrent_trials=max_concurrent),
             run_config=training.run_config(cfg, callbacks),
         )
-    grid = tuner.fit()
+    grid = training.fit(tuner, cfg)
     return _ensemble_outcome(cfg, path, grid)
 
 
@@ -459,7 +461,7 @@ def _ensemble_outcome(cfg: TrainConfig, path: str, grid) -> EnsembleOutcome:
         entry = _member_entry(result, path, ck.score, ck.score_mode)
         entries.append(entry)
         if result.error is not None:
-            errors.append(f"member {entry['name']}: {type(result.error).__name__}: {result.error}")
+            errors.append(f"member {entry['name']}: {describe_failure(result.error, path, result.path)}")
         elif not (result.metrics or {}).get("done", False):
             interrupted = True
     # members that never started (an interrupted run) are listed without a checkpoint

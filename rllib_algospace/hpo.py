@@ -66,6 +66,7 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 
+from rllib_algospace.artifacts import describe_failure
 from rllib_algospace.config import (
     DEFAULTS_SOURCE,
     SCORE_MODES,
@@ -1131,6 +1132,7 @@ def run_search(config: HpoConfig | str | os.PathLike | None = None, *, resume: b
         print(note)
     data_path = training.dataset_path(base)
     print(f"data: {data_path}")
+    training.require_storage(base)
     if not resume:
         training.write_run_record(base, data_path, None)  # its score ranks the trials' checkpoints everywhere
 
@@ -1182,8 +1184,8 @@ def run_search(config: HpoConfig | str | os.PathLike | None = None, *, resume: b
             ),
             run_config=run_cfg,
         )
-    grid = tuner.fit()
-    errors = [f"{r.path}: {type(r.error).__name__}: {' '.join(str(r.error).split())[:200]}" for r in grid if r.error is not None]
+    grid = training.fit(tuner, base)
+    errors = [f"{r.path}: {describe_failure(r.error, r.path, r.path)}" for r in grid if r.error is not None]
     try:
         interrupted = grid.num_terminated + grid.num_errors < search.trials
     except Exception:

@@ -557,6 +557,49 @@ def clear_experiment(cfg: TrainConfig) -> None:
     fs.delete_dir(inner)
 
 
+# What an experiment needs free at its start: a few checkpoints (about 1.5 MB
+# each with the default networks), Tune's logs and state. Less than this and
+# the run would die at its first checkpoint.
+TRAIN_FREE_SPACE_BYTES = 50 * 2**20
+
+
+def require_storage(cfg: TrainConfig) -> None:
+    """Stop before Ray starts when the experiment's folder cannot be written
+    (read-only, a file in the way, the disk (nearly) full): ``DataError``
+    naming the folder. URIs are left to their file system."""
+    if cfg.experiment.storage_is_uri:
+        return
+    from envs.data.store import require_free_space
+
+    require_free_space(experiment_path(cfg), TRAIN_FREE_SPACE_BYTES, "the experiment")
+
+
+def storage_problem(cfg: TrainConfig) -> str | None:
+    """What is wrong with the experiment's storage now (full, read-only), or None."""
+    if cfg.experiment.storage_is_uri:
+        return None
+    from envs.data import store
+
+    return store.storage_problem(experiment_path(cfg), TRAIN_FREE_SPACE_BYTES)
+
+
+def fit(tuner, cfg: TrainConfig):
+    """``tuner.fit()``; when it dies because the storage filled up or turned
+    read-only (Tune itself then fails reading back what it half wrote), one
+    ``DataError`` naming the experiment and where to continue from."""
+    try:
+        return tuner.fit()
+    except Exception as exc:
+        from envs.data.errors import DataError
+        from rllib_algospace.artifacts import storage_failure, storage_stop
+
+        disk = storage_failure(exc)
+        problem = os.strerror(disk.errno) if disk is not None else storage_problem(cfg)
+        if problem is None:
+            raise
+        raise DataError(experiment_path(cfg), None, storage_stop(problem, experiment_path(cfg))) from exc
+
+
 def train(cfg: TrainConfig, *, resume: bool = False) -> TrainOutcome:
     """Run (or, with ``resume``, continue) the experiment described by ``cfg``."""
     import ray
@@ -577,6 +620,7 @@ def train(cfg: TrainConfig, *, resume: bool = False) -> TrainOutcome:
 
         plan(cfg)  # a checkpoint that does not fit this run stops here, before Ray starts
     path = experiment_path(cfg)
+    require_storage(cfg)
     print(f"results: {path} (TensorBoard: tensorboard --logdir {path}, with pip install 'rllib-algospace[tensorboard]')")
     warm_start = None if resume else prepare_warm_start(cfg, data_path)
     if not resume:
@@ -608,7 +652,7 @@ def train(cfg: TrainConfig, *, resume: bool = False) -> TrainOutcome:
             tune_config=tune.TuneConfig(trial_dirname_creator=trial_dirname, max_concurrent_trials=cfg.resources.max_concurrent_trials),
             run_config=run_config(cfg, callbacks),
         )
-    grid = tuner.fit()
+    grid = fit(tuner, cfg)
     return _outcome(cfg, path, grid)
 
 
@@ -648,6 +692,7 @@ def trial_dirname(trial) -> str:
 
 
 def _outcome(cfg: TrainConfig, path: str, grid) -> TrainOutcome:
+    from rllib_algospace.artifacts import describe_failure
     from rllib_algospace.team_policy import CheckpointError, find_checkpoint
 
     result = grid[0]
@@ -670,6 +715,6 @@ def _outcome(cfg: TrainConfig, path: str, grid) -> TrainOutcome:
         latest_checkpoint=latest,
         iterations=int(metrics.get("training_iteration", 0)),
         interrupted=not metrics.get("done", False) and result.error is None,
-        error=None if result.error is None else f"{type(result.error).__name__}: {result.error}",
+        error=None if result.error is None else describe_failure(result.error, path, result.path, storage_problem=storage_problem(cfg)),
         metrics=metrics,
     )

@@ -38,3 +38,23 @@ def kill_tree(proc) -> None:
             child.kill()
         except psutil.NoSuchProcess:
             pass
+
+
+def mount_tmpfs(folder, size: str, *, read_only: bool = False) -> bool:
+    """Mount a small tmpfs (a real full or read-only disk) on ``folder``;
+    False where this machine does not allow it (not root, no mount)."""
+    import subprocess
+
+    os.makedirs(folder, exist_ok=True)
+    options = f"size={size}" + (",ro" if read_only else "")
+    try:
+        done = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(folder)], capture_output=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return done.returncode == 0
+
+
+def unmount(folder) -> None:
+    import subprocess
+
+    subprocess.run(["umount", "-l", str(folder)], capture_output=True, timeout=30)

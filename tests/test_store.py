@@ -196,7 +196,7 @@ def test_a_full_disk_is_refused_before_writing(tmp_path, monkeypatch, capsys):
     out = tmp_path / "full" / "m.h5"
     assert cli.main(["data", "synth", "--out", str(out), "--bars", "3000"]) == 2
     err = capsys.readouterr().err.strip()
-    assert err.startswith(f"algospace: error: {out.parent}: not enough free space to write {out}: needs about ") and err.endswith("MB, 0.0 MB free")
+    assert err.startswith(f"algospace: error: {out.parent}: cannot write {out}: not enough free space: needs about ") and err.endswith("MB, 0.0 MB free")
     assert not out.exists() and (not out.parent.exists() or not any(out.parent.iterdir()))
 
 

@@ -135,19 +135,40 @@ def _dataset(group: h5py.Group, name: str, data: np.ndarray) -> h5py.Dataset:
     )
 
 
-def require_free_space(folder: str | os.PathLike, needed_bytes: int, what: str) -> None:
-    """Refuse to start a write that cannot fit (HDF5 and torch can crash
-    outright on a full disk, leaving no chance to clean up): ``DataError``
-    naming the folder, the space needed and the space free."""
+def storage_problem(folder: str | os.PathLike, needed_bytes: int) -> str | None:
+    """Why ``folder`` cannot take ``needed_bytes`` more, or None: the nearest
+    existing folder above it is a file, is not writable (a read-only mount,
+    no permission), or has too little free space."""
     import shutil
 
-    folder = Path(folder)
-    probe = folder
+    probe = Path(folder)
     while not probe.exists() and probe != probe.parent:
         probe = probe.parent
+    if not probe.is_dir():
+        return f"{probe} is a file, not a folder"
+    if not os.access(probe, os.W_OK | os.X_OK):
+        # access() says EROFS for a read-only mount even to root
+        return f"{probe} is not writable ({'read-only file system' if _read_only_mount(probe) else 'permission denied'})"
     free = shutil.disk_usage(probe).free
     if free < needed_bytes:
-        raise DataError(str(folder), None, f"not enough free space to write {what}: needs about {needed_bytes / 1e6:.1f} MB, {free / 1e6:.1f} MB free")
+        return f"not enough free space: needs about {needed_bytes / 1e6:.1f} MB, {free / 1e6:.1f} MB free"
+    return None
+
+
+def require_free_space(folder: str | os.PathLike, needed_bytes: int, what: str) -> None:
+    """Refuse to start a write that cannot finish (HDF5 and torch can crash
+    outright on a full disk, leaving no chance to clean up): ``DataError``
+    naming the folder and ``storage_problem``."""
+    problem = storage_problem(folder, needed_bytes)
+    if problem is not None:
+        raise DataError(str(folder), None, f"cannot write {what}: {problem}")
+
+
+def _read_only_mount(folder: Path) -> bool:
+    try:
+        return bool(os.statvfs(folder).f_flag & os.ST_RDONLY)
+    except (OSError, AttributeError):
+        return False
 
 
 def write_market_file(

@@ -246,14 +246,15 @@ class MAPPO(PPO):
         self._continued_from = checkpoint
 
     def _trial_folder(self) -> Path | None:
-        """This trial's folder under ``experiment_folder`` (named with the
-        trial id by every trial-name creator of this package), or None."""
+        """This trial's folder under ``experiment_folder``, or None. Tune
+        runs the trial in a working folder of the same name as its folder in
+        the storage (``logdir``); ``trial_id`` is no help: an Algorithm's
+        config drops the trial info Tune passes, so it reads "default"."""
         root = getattr(self.config, "experiment_folder", None)
-        trial_id = self.trial_id
-        if not root or not trial_id or trial_id == "default" or not Path(root).is_dir():
+        if not root or not self.logdir:
             return None
-        found = [p for p in Path(root).iterdir() if p.is_dir() and p.name.endswith(trial_id)]
-        return found[0] if len(found) == 1 else None
+        folder = Path(root) / Path(self.logdir).name
+        return folder if folder.is_dir() else None
 
 
 logger = logging.getLogger(__name__)
