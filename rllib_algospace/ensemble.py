@@ -59,6 +59,7 @@ from rllib_algospace.config import (
     read_yaml,
     short_repr,
     quick_overrides,
+    register_section_check,
 )
 
 __all__ = [
@@ -217,6 +218,8 @@ def check_ensemble_section(raw: Any, ctx: ConfigContext) -> EnsembleConfig:
     return EnsembleConfig(**kwargs)
 
 
+register_section_check("ensemble", check_ensemble_section)  # every config loaded checks its ensemble section
+
 def load_ensemble_config(path: str | os.PathLike | None = None, overrides: Mapping[str, Any] | None = None, *, check_files: bool = False) -> EnsembleSpec:
     """Load and validate an ensemble YAML (``None``: the defaults, the same as
     ``tune_configs/ensemble.yaml``). ``overrides`` are dotted keys, the
@@ -230,7 +233,7 @@ def load_ensemble_config(path: str | os.PathLike | None = None, overrides: Mappi
     if overrides:
         raw, keys = apply_overrides(raw, source, overrides)
     ctx = ConfigContext(source, keys)
-    train = build_train_config(raw, ctx)  # checks the ensemble section too (config.EXTRA_SECTIONS)
+    train = build_train_config(raw, ctx)  # checks the ensemble section too (registered above)
     ensemble = check_ensemble_section(raw.get("ensemble"), ctx)
     spec = EnsembleSpec(train, ensemble)
     # the member configs must be valid too (e.g. nothing clashes with the architectures)
@@ -389,7 +392,7 @@ def train_ensemble(spec: EnsembleSpec, *, resume: bool = False) -> EnsembleOutco
     import ray
     from ray import tune
 
-    from rllib_algospace import training
+    from rllib_algospace import training, tune_callbacks
     from rllib_algospace.rllib_env import register
 
     cfg = spec.train
@@ -408,7 +411,7 @@ def train_ensemble(spec: EnsembleSpec, *, resume: bool = False) -> EnsembleOutco
         for member in members:  # a checkpoint that does not fit a member's networks stops here, before Ray starts
             plan(spec.member_config(member))
     path = training.experiment_path(cfg)
-    callbacks = training.driver_callbacks(cfg, time_budget_s=cfg.experiment.stop.time_budget, stop_iterations=cfg.experiment.stop.training_iteration)
+    callbacks = tune_callbacks.driver_callbacks(cfg, time_budget_s=cfg.experiment.stop.time_budget, stop_iterations=cfg.experiment.stop.training_iteration)
 
     if not ray.is_initialized():
         ray.init(include_dashboard=False, log_to_driver=cfg.experiment.verbose >= 2, configure_logging=False)

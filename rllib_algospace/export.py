@@ -1,3 +1,4 @@
+# long module: export, quantisation and verification of a bundle are one pipeline over the same files
 """``algospace export``: a trained team (or an ensemble) as an inference bundle.
 
 ``export_bundle(SOURCE, OUT)`` reads a checkpoint (or a trial/experiment

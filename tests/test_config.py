@@ -472,6 +472,6 @@ def test_recursive_alias_in_an_override_is_one_line():
     chain = "a0: &a0 [1, 2]\n" + "".join(f"a{i}: &a{i} [*a{i - 1}, *a{i - 1}]\n" for i in range(1, 40))
     import yaml
 
-    from rllib_algospace.config import _cycle
+    from rllib_algospace.config import find_cycle
 
-    assert _cycle(yaml.safe_load(chain)) is None
+    assert find_cycle(yaml.safe_load(chain)) is None

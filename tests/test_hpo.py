@@ -110,9 +110,9 @@ def test_base_file_and_trial_config_roundtrip(tmp_path):
     assert hpo.search.encoded_keys == ["algorithm.actor_hiddens"]
     dist = hpo.search.space[0].optuna()
     assert dist.choices == ("[8, 8]", "[16]")
-    from rllib_algospace.hpo import SPEC_KEY, _trial_spec
+    from rllib_algospace.hpo import SPEC_KEY, trial_spec
 
-    config = {SPEC_KEY: _trial_spec(hpo, "/x.h5", "/exp"), "algorithm.actor_hiddens": "[16]", "algorithm.num_epochs": 3}
+    config = {SPEC_KEY: trial_spec(hpo, "/x.h5", "/exp"), "algorithm.actor_hiddens": "[16]", "algorithm.num_epochs": 3}
     cfg = trial_train_config(config)
     assert cfg.algorithm.actor_hiddens == (16,) and cfg.algorithm.num_epochs == 3 and cfg.algorithm.lr == 1.0e-4
     assert decode_params({"algorithm.actor_hiddens": "[8, 8]", "x": "a"}, ["algorithm.actor_hiddens"]) == {"algorithm.actor_hiddens": [8, 8], "x": "a"}
@@ -199,7 +199,7 @@ def test_cli_reports_a_bad_search_in_one_line_with_exit_2(tmp_path, capsys):
 def test_schedulers_and_concurrency_follow_the_yaml_and_the_machine(tmp_path):
     from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, MedianStoppingRule
 
-    from rllib_algospace.hpo import _max_concurrent, _scheduler
+    from rllib_algospace.hpo.search import _max_concurrent, _scheduler
 
     train = {"experiment.stop.training_iteration": 8}
     asha = load_hpo_config(_write_hpo(tmp_path / "a.yaml", train=train, scheduler={"type": "asha", "grace_period": 2, "reduction_factor": 3}))
@@ -408,9 +408,9 @@ def test_two_processes_share_one_sqlite_study(market_file, tmp_path):
 def test_two_processes_share_one_journal_study(tmp_path):
     """The Drive-safe study: Optuna's JournalStorage on a file, written by two
     processes at once; every trial lands, none twice."""
-    from rllib_algospace.hpo import _storage_url
+    from rllib_algospace.hpo import storage_url
 
-    url = _storage_url(str(tmp_path / "drive" / "study.journal"))
+    url = storage_url(str(tmp_path / "drive" / "study.journal"))
     assert url == f"journal://{tmp_path / 'drive' / 'study.journal'}"
     code = (
         "import sys, optuna; from rllib_algospace.hpo import open_study\n"
@@ -423,9 +423,9 @@ def test_two_processes_share_one_journal_study(tmp_path):
     assert [p.wait(timeout=120) for p in procs] == [0, 0]
     import optuna
 
-    from rllib_algospace.hpo import _rdb_storage
+    from rllib_algospace.hpo import rdb_storage
 
-    study = optuna.load_study(study_name="shared", storage=_rdb_storage(url))
+    study = optuna.load_study(study_name="shared", storage=rdb_storage(url))
     trials = study.get_trials()
     assert len(trials) == 30 and len({t.number for t in trials}) == 30
     assert all(t.state == optuna.trial.TrialState.COMPLETE for t in trials)
@@ -492,9 +492,9 @@ def test_two_processes_share_one_postgresql_study(postgres_url):
     assert codes == [0, 0], [p.stderr.read()[-2000:] for p in procs]
     import optuna
 
-    from rllib_algospace.hpo import _rdb_storage
+    from rllib_algospace.hpo import rdb_storage
 
-    study = optuna.load_study(study_name="shared", storage=_rdb_storage(postgres_url))
+    study = optuna.load_study(study_name="shared", storage=rdb_storage(postgres_url))
     trials = study.get_trials()
     assert len(trials) == 30 and len({t.number for t in trials}) == 30
     assert all(t.state == optuna.trial.TrialState.COMPLETE for t in trials)

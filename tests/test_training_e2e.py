@@ -219,7 +219,7 @@ def test_validation_metrics_survive_iterations_without_validation():
 def test_progress_line_shows_the_latest_figures_and_no_nan(capsys):
     import math
 
-    from rllib_algospace.training import _make_progress_callback
+    from rllib_algospace.tune_callbacks import _make_progress_callback
 
     class Trial:
         trial_id = "t0"

@@ -1,3 +1,4 @@
+# long module: one streaming feature engine (every feature of the three timeframes, bar by bar), kept whole so it reads beside envs/features
 """Incremental features: the batch pipeline's matrices one bar at a time.
 
 ``OnlineFeatures`` takes base bars one by one (as a live feed delivers them)

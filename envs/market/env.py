@@ -1,3 +1,4 @@
+# long module: the market environment in one class (reset, step, observations, rewards); the account and rules live in trading.py
 """The four-agent market as a PettingZoo ``ParallelEnv``.
 
 One step is one base bar. At bar t every agent sees data of bars <= t (the
