@@ -77,8 +77,10 @@ def _headline(metrics: dict) -> dict:
     return out
 
 
-def evaluate_team(policy, data: str, fresh: int, *, baselines: bool = False) -> dict:
-    """Test split (whole) and fresh markets of the team (and baselines)."""
+def evaluate_team(policy, data: str, fresh: int, *, baselines: bool = False, env_overrides: dict | None = None) -> dict:
+    """Test split (whole) and fresh markets of the team (and baselines), in
+    the env the team was trained in (``env_overrides``: its checkpoint's
+    costs, rewards, the canary's look-ahead ...)."""
     from rllib_algospace.evaluation import run_policy
     from rllib_algospace.evaluation.fresh import CONSENSUS_POLICIES, evaluate_fresh_markets, run_series_metrics
     from rllib_algospace.policies import RuleTeamPolicy, buy_and_hold_policy, flat_policy
@@ -88,7 +90,7 @@ def evaluate_team(policy, data: str, fresh: int, *, baselines: bool = False) -> 
         policies = {"rule": RuleTeamPolicy(), "buy_and_hold": buy_and_hold_policy, "flat": flat_policy}
     test = {}
     for name, p in policies.items():
-        run = run_policy(p, data=data, split="test", full_split=True)
+        run = run_policy(p, data=data, split="test", full_split=True, env_overrides=env_overrides)
         test[name] = _headline(run_series_metrics(run, with_consensus=name in CONSENSUS_POLICIES or name == "team"))
     out = {"test": test, "fresh": {}}
     if fresh:
@@ -99,7 +101,7 @@ def evaluate_team(policy, data: str, fresh: int, *, baselines: bool = False) -> 
             out["fresh"] = {"rule": _headline(pooled["team"]), "buy_and_hold": _headline(pooled["buy_and_hold"]), "flat": _headline(pooled["flat"])}
             out["fresh_per_market_sharpe_daily"] = {"rule": [m["results"]["team"]["sharpe_daily"] for m in found["markets"]], "buy_and_hold": [m["results"]["buy_and_hold"]["sharpe_daily"] for m in found["markets"]]}
         else:
-            found = evaluate_fresh_markets(policy, env_config={"data": data}, n=fresh, baselines=False, progress=lambda m: None)
+            found = evaluate_fresh_markets(policy, env_config={"data": data}, n=fresh, baselines=False, env_overrides=env_overrides, progress=lambda m: None)
             out["fresh"] = {"team": _headline(found["pooled"]["team"])}
             out["fresh_per_market_sharpe_daily"] = {"team": [m["results"]["team"]["sharpe_daily"] for m in found["markets"]]}
             out["targets_met"] = found["targets_met"]
@@ -153,7 +155,7 @@ def make_clone(args, preset: str, seed: int) -> tuple[Path, dict]:
 
 def one_run(args, preset: str, variant: str, seed: int) -> dict:
     from rllib_algospace.config import load_config
-    from rllib_algospace.team_policy import ModuleTeamPolicy, checkpoint_metadata, find_checkpoint
+    from rllib_algospace.team_policy import ModuleTeamPolicy, checkpoint_env_overrides, checkpoint_metadata, find_checkpoint
     from rllib_algospace.training import dataset_path, train
 
     cfg = load_config(None, {"data.preset": preset, "experiment.seed": seed})
@@ -188,8 +190,11 @@ def one_run(args, preset: str, variant: str, seed: int) -> dict:
         }
         if outcome.best_checkpoint is None:
             raise RuntimeError(f"{variant}: no checkpoint ({outcome.error})")
-        doc["train"]["best_iteration"] = checkpoint_metadata(find_checkpoint(outcome.best_checkpoint)).get("training_iteration")
-        doc.update(evaluate_team(ModuleTeamPolicy.from_checkpoint(outcome.best_checkpoint), data, args.fresh))
+        meta = checkpoint_metadata(find_checkpoint(outcome.best_checkpoint))
+        doc["train"]["best_iteration"] = meta.get("training_iteration")
+        env_overrides = checkpoint_env_overrides(meta.get("env_config") or {})
+        doc["evaluation_env_overrides"] = env_overrides
+        doc.update(evaluate_team(ModuleTeamPolicy.from_checkpoint(outcome.best_checkpoint), data, args.fresh, env_overrides=env_overrides))
     doc["wall_s"] = round(time.perf_counter() - t0, 1)
     return doc
 
