@@ -94,3 +94,74 @@ def _env_at(env, env_index):
         return single.unwrapped.market_env
     except (AttributeError, IndexError):
         return None
+
+
+def team_envs(env_runner) -> list:
+    """The team envs (``envs.market.team.TeamMarketEnv``) of one env runner."""
+    env = getattr(env_runner, "env", None)
+    if env is None:  # e.g. the local env runner when sampling is remote
+        return []
+    vector = env.unwrapped
+    subs = getattr(vector, "envs", None)
+    if subs is None:
+        return [vector]
+    return [sub.unwrapped for sub in subs]
+
+
+def cost_scale_at(lifetime_steps: float, warmup_steps: int) -> float:
+    """Share of the trading costs charged after ``lifetime_steps`` env steps
+    of a cost warm-up over ``warmup_steps`` (linear from 0; 1 without one)."""
+    if not warmup_steps:
+        return 1.0
+    return min(1.0, max(0.0, float(lifetime_steps) / float(warmup_steps)))
+
+
+def _set_cost_scale(env_runner, scale: float) -> int:
+    envs = team_envs(env_runner)
+    for env in envs:
+        env.set_cost_scale(scale)
+    return len(envs)
+
+
+class CostWarmupCallback(RLlibCallback):
+    """Costs ramp in over the first ``warmup_steps`` env steps of training
+    (``algorithm.cost_warmup_steps``): an untrained team that pays full costs
+    learns "a position costs money" before anything else and stops trading
+    (BENCHMARKS.md, the canary). Only the training env runners' envs are
+    scaled; validation and every evaluation charge the full costs. The scale
+    follows the lifetime step counter, so a resumed run picks up where it
+    was; each result logs ``cost_scale``."""
+
+    warmup_steps: int = 0  # set by ``with_warmup``
+
+    @classmethod
+    def with_warmup(cls, steps: int) -> type:
+        return type(cls.__name__, (cls,), {"warmup_steps": int(steps)})
+
+    def _apply(self, algorithm, lifetime_steps: float) -> float:
+        from functools import partial
+
+        scale = cost_scale_at(lifetime_steps, self.warmup_steps)
+        group = getattr(algorithm, "env_runner_group", None)
+        if group is not None:
+            group.foreach_env_runner(partial(_set_cost_scale, scale=scale), local_env_runner=True)
+        return scale
+
+    def on_algorithm_init(self, *, algorithm, **kwargs):
+        self._apply(algorithm, 0)
+
+    def on_checkpoint_loaded(self, *, algorithm, **kwargs):
+        self._apply(algorithm, _lifetime_steps(algorithm))
+
+    def on_train_result(self, *, algorithm, metrics_logger=None, result, **kwargs):
+        steps = (result.get("env_runners") or {}).get("num_env_steps_sampled_lifetime")
+        result["cost_scale"] = self._apply(algorithm, steps if steps is not None else _lifetime_steps(algorithm))
+
+
+def _lifetime_steps(algorithm) -> float:
+    from ray.rllib.utils.metrics import ENV_RUNNER_RESULTS, NUM_ENV_STEPS_SAMPLED_LIFETIME
+
+    try:
+        return float(algorithm.metrics.peek((ENV_RUNNER_RESULTS, NUM_ENV_STEPS_SAMPLED_LIFETIME), default=0) or 0)
+    except Exception:  # a metrics logger without the key yet
+        return 0.0

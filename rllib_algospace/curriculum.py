@@ -50,6 +50,8 @@ from functools import partial
 
 from ray.rllib.callbacks.callbacks import RLlibCallback
 
+from rllib_algospace.callbacks import team_envs
+
 STATE_KEY = "curriculum"  # in MAPPO.extra_state
 RESULT_STAGE = "curriculum_stage"
 RESULT_TASK = "curriculum_task"
@@ -91,23 +93,11 @@ def callback_class(cfg) -> type | None:
 # -- env side -------------------------------------------------------------------
 
 
-def _sub_envs(env_runner) -> list:
-    """The team envs (``envs.market.team.TeamMarketEnv``) of one env runner."""
-    env = getattr(env_runner, "env", None)
-    if env is None:  # e.g. the local env runner when sampling is remote
-        return []
-    vector = env.unwrapped
-    subs = getattr(vector, "envs", None)
-    if subs is None:
-        return [vector]
-    return [sub.unwrapped for sub in subs]
-
-
 def set_env_runner_task(env_runner, task: str) -> list[str]:
     """``set_task(task)`` on every env of ``env_runner``; returns their
     ``get_task()`` (the pending task until their next reset)."""
     tasks = []
-    for env in _sub_envs(env_runner):
+    for env in team_envs(env_runner):
         env.set_task(task)
         tasks.append(env.get_task())
     return tasks
@@ -115,7 +105,7 @@ def set_env_runner_task(env_runner, task: str) -> list[str]:
 
 def env_runner_tasks(env_runner) -> list[str]:
     """``get_task()`` of every env of ``env_runner``."""
-    return [env.get_task() for env in _sub_envs(env_runner)]
+    return [env.get_task() for env in team_envs(env_runner)]
 
 
 def apply_task(algorithm, task: str, *, group=None, indices=None) -> None:

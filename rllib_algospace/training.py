@@ -90,6 +90,10 @@ def rllib_callbacks(cfg: TrainConfig) -> list:
     from rllib_algospace.callbacks import TeamMetricsCallback
 
     callbacks = [TeamMetricsCallback.with_checkpoint_minutes(cfg.experiment.checkpoint.every_minutes)]
+    if cfg.algorithm.cost_warmup_steps:
+        from rllib_algospace.callbacks import CostWarmupCallback
+
+        callbacks.append(CostWarmupCallback.with_warmup(cfg.algorithm.cost_warmup_steps))
     if cfg.curriculum.stages:  # after TeamMetricsCallback: reads the val_* it sets
         from rllib_algospace.curriculum import callback_class
 

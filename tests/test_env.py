@@ -231,3 +231,35 @@ def test_leak_canary_sees_the_future_only_when_switched_on(market_file):
     assert np.corrcoef(leaked, future)[0, 1] > 0.9
     with pytest.raises(ValueError, match="leak_future_bars"):
         algospace_market.parallel_env(data=market_file, leak_future_bars=-1)
+
+
+def test_cost_scale_charges_a_share_of_the_costs(market_file):
+    """Training's cost warm-up: ``set_cost_scale(s)`` charges s times the
+    configured commission and slippage; 0 charges none; the same actions
+    give the same fills, and only the costs differ."""
+    kw = dict(data=market_file, episode_length=600, commission_bps=2.0, slippage_bps=1.0, drawdown_penalty=0.0)
+    runs = {}
+    for scale in (1.0, 0.5, 0.0):
+        env = algospace_market.parallel_env(**kw)
+        env.reset(seed=5)
+        env.set_cost_scale(scale)
+        trace = _random_episode_from(env, seed=5)
+        runs[scale] = trace[-1][2]["risk"]
+    assert runs[1.0]["costs"] > 0 and runs[0.0]["costs"] == 0.0
+    assert runs[0.5]["costs"] == pytest.approx(0.5 * runs[1.0]["costs"], rel=0.02)
+    assert runs[0.0]["equity"] > runs[0.5]["equity"] > runs[1.0]["equity"]
+    with pytest.raises(ValueError, match="cost scale must be in"):
+        algospace_market.parallel_env(**kw).set_cost_scale(1.5)
+
+
+def _random_episode_from(env, seed, max_steps=10_000):
+    """Like ``_random_episode`` on an env already reset (keeps what was set after the reset)."""
+    rng = np.random.default_rng(seed)
+    trace = []
+    steps = 0
+    while env.agents and steps < max_steps:
+        actions = {a: int(rng.integers(env.action_space(a).n)) for a in env.agents}
+        obs, rewards, terms, truncs, infos = env.step(actions)
+        trace.append((obs, rewards, infos))
+        steps += 1
+    return trace

@@ -251,3 +251,22 @@ def test_relative_checkpoint_paths_work(tiny_checkpoint, tmp_path, monkeypatch):
     relative = os.path.basename(tiny_checkpoint)
     assert find_checkpoint(relative).is_absolute()
     assert load_team_module(relative).agents == ["regime", "structure", "tactical", "risk"]
+
+
+def test_cost_warmup_scales_the_training_envs_only(ray_session, market_file, tmp_path):
+    """``algorithm.cost_warmup_steps``: the training envs charge a share of
+    the costs that grows with the lifetime step counter (logged as
+    ``cost_scale``); the checkpoint records the full costs, so validation and
+    evaluation pay them."""
+    from rllib_algospace.callbacks import cost_scale_at
+    from rllib_algospace.team_policy import checkpoint_env_overrides, checkpoint_metadata
+    from rllib_algospace.training import train
+
+    assert [cost_scale_at(s, 1000) for s in (0, 250, 1000, 5000)] == [0.0, 0.25, 1.0, 1.0] and cost_scale_at(10, 0) == 1.0
+    cfg = _quick(market_file, tmp_path / "results", "costwarm", **{"algorithm.cost_warmup_steps": 2048, "experiment.stop.training_iteration": 2, "env.commission_bps": 2.0, "training.warm_start": None})
+    outcome = train(cfg)
+    assert outcome.error is None and outcome.iterations == 2
+    results = [json.loads(line) for line in (Path(outcome.best_checkpoint).parent / "result.json").read_text().splitlines()]
+    assert [r["cost_scale"] for r in results] == [0.25, 0.5]  # 512 and 1,024 of 2,048 steps
+    env = checkpoint_env_overrides(checkpoint_metadata(outcome.best_checkpoint)["env_config"])
+    assert env["commission_bps"] == 2.0 and "cost_scale" not in env

@@ -245,6 +245,7 @@ class AlgoSpaceMarketEnv(ParallelEnv):
     def __init__(self, **config):
         self.config = MarketEnvConfig.from_kwargs(**config)
         cfg = self.config
+        self._cost_scale = 1.0  # share of the configured costs charged (training's cost warm-up)
         self.render_mode = cfg.render_mode
         self.possible_agents = list(AGENTS)
         self.agents: list[str] = []
@@ -292,7 +293,7 @@ class AlgoSpaceMarketEnv(ParallelEnv):
         else:
             self._t = start
         self._steps = 0
-        self._account = Account(cfg.initial_equity, cfg.commission_bps * 1e-4, cfg.slippage_bps * 1e-4)
+        self._account = Account(cfg.initial_equity, *self._cost_rates())
         self._equity = cfg.initial_equity
         self._peak = cfg.initial_equity
         self._drawdown = 0.0
@@ -454,6 +455,27 @@ class AlgoSpaceMarketEnv(ParallelEnv):
 
     def get_task(self) -> str:
         return self._pending_task or self._task
+
+    def set_cost_scale(self, scale: float) -> None:
+        """Charge ``scale`` (0 to 1) of the configured commission and slippage
+        from now on (the open position's next trades included). Training
+        ramps it up over its first steps (``algorithm.cost_warmup_steps``);
+        evaluation always charges the full costs."""
+        scale = float(scale)
+        if not 0.0 <= scale <= 1.0:
+            raise ValueError(f"cost scale must be in [0, 1], got {scale!r}")
+        self._cost_scale = scale
+        account = getattr(self, "_account", None)
+        if account is not None:
+            account.commission_rate, account.slippage_rate = self._cost_rates()
+
+    @property
+    def cost_scale(self) -> float:
+        return self._cost_scale
+
+    def _cost_rates(self) -> tuple[float, float]:
+        cfg = self.config
+        return cfg.commission_bps * 1e-4 * self._cost_scale, cfg.slippage_bps * 1e-4 * self._cost_scale
 
     # -- data ---------------------------------------------------------------
     @property

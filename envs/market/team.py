@@ -89,3 +89,7 @@ class TeamMarketEnv(gym.Env):
 
     def get_task(self) -> str:
         return self.market_env.get_task()
+
+    # training's cost warm-up: from the next trade on
+    def set_cost_scale(self, scale: float) -> None:
+        self.market_env.set_cost_scale(scale)

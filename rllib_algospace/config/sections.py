@@ -113,6 +113,7 @@ class AlgorithmConfig:
     critic_warmup_steps: int = option(163_840, Int(lo=0))  # env steps in which only the critic learns (with training.warm_start only)
     teacher_kl_coeff: float = option(0.5, Float(lo=0))  # weight of KL(teacher || agent) per agent (ignored without training.warm_start)
     teacher_kl_steps: int = option(2_000_000, Int(lo=0))  # env steps after the warm-up over which it falls to zero (0: constant)
+    cost_warmup_steps: int = option(0, Int(lo=0))  # env steps over which trading costs ramp in from 0 (training envs only; 0: full costs from the start)
     regime_aux_coeff: float = option(0.0, Float(lo=0))  # weight of the regime actor's cross-entropy to the ground-truth labels (labelled data)
 
     _aliases = {"lambda": "lambda_"}
