@@ -108,12 +108,16 @@ def team_envs(env_runner) -> list:
     return [sub.unwrapped for sub in subs]
 
 
-def cost_scale_at(lifetime_steps: float, warmup_steps: int) -> float:
-    """Share of the trading costs charged after ``lifetime_steps`` env steps
-    of a cost warm-up over ``warmup_steps`` (linear from 0; 1 without one)."""
+def cost_scale_at(lifetime_steps: float, warmup_steps: int, free_steps: int = 0) -> float:
+    """Share of the trading costs charged after ``lifetime_steps`` env steps:
+    none for the first ``free_steps``, then rising linearly to all of them
+    over ``warmup_steps`` (1 with neither)."""
+    after = float(lifetime_steps) - float(free_steps)
+    if after < 0:
+        return 0.0
     if not warmup_steps:
         return 1.0
-    return min(1.0, max(0.0, float(lifetime_steps) / float(warmup_steps)))
+    return min(1.0, after / float(warmup_steps))
 
 
 def _set_cost_scale(env_runner, scale: float) -> int:
@@ -124,8 +128,9 @@ def _set_cost_scale(env_runner, scale: float) -> int:
 
 
 class CostWarmupCallback(RLlibCallback):
-    """Costs ramp in over the first ``warmup_steps`` env steps of training
-    (``algorithm.cost_warmup_steps``): an untrained team that pays full costs
+    """No trading costs for the first ``free_steps`` env steps of training
+    (``algorithm.cost_free_steps``), then costs ramping in over
+    ``warmup_steps`` (``algorithm.cost_warmup_steps``): an untrained team that pays full costs
     learns "a position costs money" before anything else and stops trading
     (BENCHMARKS.md, the canary). Only the training env runners' envs are
     scaled; validation and every evaluation charge the full costs. The scale
@@ -133,15 +138,16 @@ class CostWarmupCallback(RLlibCallback):
     was; each result logs ``cost_scale``."""
 
     warmup_steps: int = 0  # set by ``with_warmup``
+    free_steps: int = 0
 
     @classmethod
-    def with_warmup(cls, steps: int) -> type:
-        return type(cls.__name__, (cls,), {"warmup_steps": int(steps)})
+    def with_warmup(cls, steps: int, free_steps: int = 0) -> type:
+        return type(cls.__name__, (cls,), {"warmup_steps": int(steps), "free_steps": int(free_steps)})
 
     def _apply(self, algorithm, lifetime_steps: float) -> float:
         from functools import partial
 
-        scale = cost_scale_at(lifetime_steps, self.warmup_steps)
+        scale = cost_scale_at(lifetime_steps, self.warmup_steps, self.free_steps)
         group = getattr(algorithm, "env_runner_group", None)
         if group is not None:
             group.foreach_env_runner(partial(_set_cost_scale, scale=scale), local_env_runner=True)

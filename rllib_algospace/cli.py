@@ -113,6 +113,7 @@ def _train(args) -> int:
         "training.init_from": args.init_from,
         "training.frozen_policy": args.frozen_policy,
         "training.warm_start": args.warm_start,
+        "resources.address": args.address,
     }
     overrides.update({k: v for k, v in flags.items() if v is not None})
     if args.wandb:
@@ -225,6 +226,7 @@ def _ensemble(args) -> int:
         "experiment.name": args.name,
         "experiment.stop.training_iteration": args.stop_iters,
         "experiment.stop.time_budget": args.time_budget,
+        "resources.address": args.address,
     }
     overrides.update({k: v for k, v in flags.items() if v is not None})
     spec = load_ensemble_config(args.config, overrides, check_files=True)
@@ -252,7 +254,15 @@ def _tune(args) -> int:
     from rllib_algospace.hpo import load_hpo_config, run_search
 
     hpo = load_hpo_config(
-        args.config, trials=args.trials, storage=args.storage, name=args.name, data=args.data, study_storage=args.study_storage, quick=args.quick, check_files=True
+        args.config,
+        trials=args.trials,
+        storage=args.storage,
+        name=args.name,
+        data=args.data,
+        study_storage=args.study_storage,
+        quick=args.quick,
+        overrides={"resources.address": args.address} if args.address else None,
+        check_files=True,
     )
     outcome = run_search(hpo, resume=args.resume)
     print(f"experiment: {outcome.experiment_path}; study {outcome.study_name} in {outcome.study_storage} ({outcome.trials_complete} completed trials)")
@@ -333,6 +343,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--init-from", default=None, metavar="CHECKPOINT", help="start from this checkpoint's weights (or a trial/experiment folder: its best checkpoint by the run's score) (training.init_from)")
     p.add_argument("--frozen-policy", default=None, choices=("checkpoint", "rule"), help="how frozen agents act: their checkpoint weights, or the fixed rule policies (training.frozen_policy)")
     p.add_argument("--warm-start", default=None, metavar="TEACHER_OR_FILE", help="clone rule or oracle into the actors first, or start from a file of `algospace pretrain` (training.warm_start)")
+    p.add_argument("--address", default=None, help="join this Ray cluster: auto, HOST:6379 or ray://HOST:10001 (resources.address; default: RAY_ADDRESS, else a Ray of this machine)")
     p.set_defaults(func=_train)
 
     p = commands.add_parser("pretrain", help="behaviour-clone a teacher (the rule baseline or a hindsight oracle) into the four actors on the train split")
@@ -382,6 +393,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--time-budget", default=None, help="stop with checkpoints before this much wall time, e.g. 23h30m")
     p.add_argument("--resume", action="store_true", help="continue the interrupted or killed ensemble of the same name")
     p.add_argument("--quick", action="store_true", help="a smoke run: two tiny members, two iterations each")
+    p.add_argument("--address", default=None, help="join this Ray cluster: auto, HOST:6379 or ray://HOST:10001 (resources.address; default: RAY_ADDRESS, else a Ray of this machine)")
     p.add_argument("--no-evaluate", action="store_true", help="skip the test-split evaluation at the end")
     p.set_defaults(func=_ensemble)
 
@@ -394,6 +406,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--study-storage", default=None, help="Optuna study shared by workers: an RDB URL (postgresql://...) or a sqlite file (default: a sqlite file in the experiment folder)")
     p.add_argument("--resume", action="store_true", help="continue the interrupted or killed search of the same name")
     p.add_argument("--quick", action="store_true", help="a smoke search: two tiny trials of two iterations")
+    p.add_argument("--address", default=None, help="join this Ray cluster: auto, HOST:6379 or ray://HOST:10001 (resources.address; default: RAY_ADDRESS, else a Ray of this machine)")
     p.set_defaults(func=_tune)
 
     p = commands.add_parser("export", help="write a checkpoint or ensemble as a bundle for live decisions (TorchScript actors, no Ray needed to load)")

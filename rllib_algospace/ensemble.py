@@ -272,7 +272,10 @@ def resolve_ensemble_resources(spec: EnsembleSpec, cpus: int | None = None):
     (0 runners, i.e. sampling in the learner, when a member has 2 cores or fewer)."""
     from rllib_algospace.training import ResolvedResources, resolve_resources
 
-    cpus = cpus or _free_cpus()
+    if cpus is None:
+        from rllib_algospace.training import planning_cpus, ray_address
+
+        cpus = planning_cpus(spec.train)[0] if ray_address(spec.train) else _free_cpus()
     n = len(spec.members())
     notes = []
     mc = spec.ensemble.max_concurrent
@@ -281,7 +284,7 @@ def resolve_ensemble_resources(spec: EnsembleSpec, cpus: int | None = None):
         notes.append(f"ensemble.max_concurrent=auto -> {mc} ({n} members, {cpus} free CPUs: one member per {CORES_PER_MEMBER} cores)")
     else:
         mc = int(mc)
-    base = resolve_resources(spec.train)
+    base = resolve_resources(spec.train, cpus)
     notes += [note for note in base.notes if not note.startswith(("num_env_runners", "warning"))]
     runners = base.num_env_runners
     learners = spec.train.resources.num_learners
@@ -389,7 +392,6 @@ class EnsembleOutcome:
 def train_ensemble(spec: EnsembleSpec, *, resume: bool = False) -> EnsembleOutcome:
     """Train every member as one Tune experiment (``resume``: continue the
     interrupted one of the same name), then write ``ensemble.json``."""
-    import ray
     from ray import tune
 
     from rllib_algospace import training, tune_callbacks
@@ -413,8 +415,7 @@ def train_ensemble(spec: EnsembleSpec, *, resume: bool = False) -> EnsembleOutco
     path = training.experiment_path(cfg)
     callbacks = tune_callbacks.driver_callbacks(cfg, time_budget_s=cfg.experiment.stop.time_budget, stop_iterations=cfg.experiment.stop.training_iteration)
 
-    if not ray.is_initialized():
-        ray.init(include_dashboard=False, log_to_driver=cfg.experiment.verbose >= 2, configure_logging=False)
+    training.start_ray(cfg)
     register()
     trainable = __getattr__("EnsembleMAPPO")
     if resume:

@@ -31,11 +31,40 @@ class ResolvedResources:
     cpus_per_env_runner: float = 1.0
 
 
-def resolve_resources(cfg: TrainConfig) -> ResolvedResources:
-    """Fill in ``auto`` from this machine, saying why: a trial whose requests
+def ray_address(cfg: TrainConfig) -> str | None:
+    """The Ray cluster this run joins: ``resources.address``, else
+    ``RAY_ADDRESS``; None: a Ray started on this machine."""
+    return cfg.resources.address or os.environ.get("RAY_ADDRESS") or None
+
+
+def start_ray(cfg: TrainConfig) -> None:
+    """Start Ray on this machine, or join the cluster of ``ray_address``
+    (train, tune and ensemble alike)."""
+    import ray
+
+    if ray.is_initialized():
+        return
+    ray.init(address=ray_address(cfg), include_dashboard=False, log_to_driver=cfg.experiment.verbose >= 2, configure_logging=False)
+
+
+def planning_cpus(cfg: TrainConfig) -> tuple[int, str]:
+    """CPUs that ``auto`` resources are planned with, and what they are:
+    the cluster's (joined now) on a cluster, this machine's otherwise."""
+    if ray_address(cfg):
+        import ray
+
+        start_ray(cfg)
+        return max(1, int(ray.cluster_resources().get("CPU", 0))), "this cluster"
+    return os.cpu_count() or 1, "this machine"
+
+
+def resolve_resources(cfg: TrainConfig, cpus: int | None = None) -> ResolvedResources:
+    """Fill in ``auto`` from this machine (or cluster), saying why: a trial whose requests
     exceed the machine waits forever (RLlib's default of 2 env runners does on 2 cores)."""
     res = cfg.resources
-    cpus = os.cpu_count() or 1
+    where = "this machine"
+    if cpus is None:
+        cpus, where = planning_cpus(cfg)
     notes = []
     # PPO samples, then learns, then samples: env runners and the learner
     # never work at the same time, so they share the cores. The trial's own
@@ -61,7 +90,7 @@ def resolve_resources(cfg: TrainConfig) -> ResolvedResources:
         per_runner = max(share - 1, 1) / runners
     needed = main_cpus + runners * per_runner + res.num_learners
     if needed > cpus:
-        notes.append(f"warning: the trial asks for {needed:g} CPUs and this machine has {cpus}; it may wait for resources")
+        notes.append(f"warning: the trial asks for {needed:g} CPUs and {where} has {cpus}; it may wait for resources")
     return ResolvedResources(runners, gpus, notes, main_cpus, share if local_learner else 0, per_runner)
 
 
@@ -90,10 +119,10 @@ def rllib_callbacks(cfg: TrainConfig) -> list:
     from rllib_algospace.callbacks import TeamMetricsCallback
 
     callbacks = [TeamMetricsCallback.with_checkpoint_minutes(cfg.experiment.checkpoint.every_minutes)]
-    if cfg.algorithm.cost_warmup_steps:
+    if cfg.algorithm.cost_warmup_steps or cfg.algorithm.cost_free_steps:
         from rllib_algospace.callbacks import CostWarmupCallback
 
-        callbacks.append(CostWarmupCallback.with_warmup(cfg.algorithm.cost_warmup_steps))
+        callbacks.append(CostWarmupCallback.with_warmup(cfg.algorithm.cost_warmup_steps, cfg.algorithm.cost_free_steps))
     if cfg.curriculum.stages:  # after TeamMetricsCallback: reads the val_* it sets
         from rllib_algospace.curriculum import callback_class
 
@@ -456,8 +485,9 @@ def train(cfg: TrainConfig, *, resume: bool = False) -> TrainOutcome:
         write_run_record(cfg, data_path, warm_start)
     callbacks = tune_callbacks.driver_callbacks(cfg, time_budget_s=cfg.experiment.stop.time_budget, stop_iterations=cfg.experiment.stop.training_iteration)
 
-    if not ray.is_initialized():
-        ray.init(include_dashboard=False, log_to_driver=cfg.experiment.verbose >= 2, configure_logging=False)
+    start_ray(cfg)
+    if ray_address(cfg):
+        print(f"Ray cluster: {ray_address(cfg)} ({len([n for n in ray.nodes() if n.get('Alive')])} nodes, {int(ray.cluster_resources().get('CPU', 0))} CPUs)")
     register()
     if resume:
         if not cfg.experiment.storage_is_uri:

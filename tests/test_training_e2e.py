@@ -263,6 +263,8 @@ def test_cost_warmup_scales_the_training_envs_only(ray_session, market_file, tmp
     from rllib_algospace.training import train
 
     assert [cost_scale_at(s, 1000) for s in (0, 250, 1000, 5000)] == [0.0, 0.25, 1.0, 1.0] and cost_scale_at(10, 0) == 1.0
+    assert [cost_scale_at(s, 1000, free_steps=500) for s in (0, 499, 500, 750, 1500, 9000)] == [0.0, 0.0, 0.0, 0.25, 1.0, 1.0]
+    assert [cost_scale_at(s, 0, free_steps=500) for s in (499, 500)] == [0.0, 1.0]
     cfg = _quick(market_file, tmp_path / "results", "costwarm", **{"algorithm.cost_warmup_steps": 2048, "experiment.stop.training_iteration": 2, "env.commission_bps": 2.0, "training.warm_start": None})
     outcome = train(cfg)
     assert outcome.error is None and outcome.iterations == 2

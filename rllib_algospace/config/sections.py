@@ -113,7 +113,8 @@ class AlgorithmConfig:
     critic_warmup_steps: int = option(163_840, Int(lo=0))  # env steps in which only the critic learns (with training.warm_start only)
     teacher_kl_coeff: float = option(0.5, Float(lo=0))  # weight of KL(teacher || agent) per agent (ignored without training.warm_start)
     teacher_kl_steps: int = option(2_000_000, Int(lo=0))  # env steps after the warm-up over which it falls to zero (0: constant)
-    cost_warmup_steps: int = option(0, Int(lo=0))  # env steps over which trading costs ramp in from 0 (training envs only; 0: full costs from the start)
+    cost_free_steps: int = option(0, Int(lo=0))  # first env steps of training without trading costs (training envs only)
+    cost_warmup_steps: int = option(0, Int(lo=0))  # then env steps over which the costs ramp in from 0 (training envs only; both 0: full costs from the start)
     regime_aux_coeff: float = option(0.0, Float(lo=0))  # weight of the regime actor's cross-entropy to the ground-truth labels (labelled data)
 
     _aliases = {"lambda": "lambda_"}
@@ -282,6 +283,7 @@ class ResourcesConfig:
     num_learners: int = option(0, Int(lo=0))
     num_gpus_per_learner: float | str = option("auto", AutoOr(lo=0, integer=False))
     max_concurrent_trials: int = option(1, Int(lo=1))
+    address: str | None = option(None, Str(optional=True))  # Ray cluster to join: "auto", "HOST:6379" or "ray://HOST:10001"; null: RAY_ADDRESS if set, else a Ray of this machine
 
 
 @dataclass(frozen=True)

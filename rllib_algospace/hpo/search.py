@@ -171,8 +171,7 @@ def run_search(config: HpoConfig | str | os.PathLike | None = None, *, resume: b
     # per-trial budgets are Tune stops here, and the scheduler stops trials early: no fixed total
     callbacks = tune_callbacks.driver_callbacks(base, time_budget_s=None, stop_iterations=None)
     callbacks.append(tune_callbacks.trials_progress_callback(hpo.search.trials))
-    if not ray.is_initialized():
-        ray.init(include_dashboard=False, log_to_driver=base.experiment.verbose >= 2, configure_logging=False)
+    training.start_ray(base)
     register()
     trial_cls, searcher_cls = lazy_class("AlgospaceTrial"), lazy_class("AlgospaceOptunaSearch")
 
