@@ -6,6 +6,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from rllib_algospace.stats import sharpe_ratio
+
 
 @dataclass
 class EpisodeRecord:
@@ -79,9 +81,7 @@ def trading_metrics(
     returns = equity[1:] / equity[:-1] - 1.0 if len(equity) > 1 else np.zeros(0)
     n = len(returns)
     total_return = float(equity[-1] / equity[0] - 1.0) if len(equity) else 0.0
-    annual = math.sqrt(bars_per_year)
-    std = float(returns.std(ddof=1)) if n > 1 else 0.0
-    sharpe = float(returns.mean() / std * annual) if std > 0 else 0.0
+    sharpe = sharpe_ratio(returns, bars_per_year)
     sortino = sortino_ratio(returns, bars_per_year)
     mdd = max_drawdown(equity)
     years = n / bars_per_year if bars_per_year > 0 else 0.0

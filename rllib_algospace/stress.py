@@ -80,6 +80,7 @@ import numpy as np
 from envs.data.bars import PRICE_FIELDS, REGIME_NAMES, Bars, aggregate_bars
 from envs.data.store import read_attrs
 from rllib_algospace.reporting import atomic_figure, atomic_json, atomic_write, fmt, new_figure, to_html, to_markdown
+from rllib_algospace.stats import sharpe_ratio
 
 BAR_SCENARIOS = ("flash_crash", "volatility_x3", "trend_reversal", "overnight_gap")
 COST_SCENARIOS = ("double_costs",)
@@ -338,21 +339,19 @@ def regime_adaptability(run, *, min_steps: int = 20) -> dict:
         source, groups = "detected", np.asarray(run.actions["regime"])
     r = np.asarray(run.step_return, dtype=np.float64)
     exposed = np.abs(np.asarray(run.exposure)) > 1e-12
-    annual = math.sqrt(run.meta.get("bars_per_year", 1.0))
     n = len(r)
     regimes = {}
     for code in sorted(int(c) for c in np.unique(groups) if c >= 0):
         mask = groups == code
         rk = r[mask]
         k = int(mask.sum())
-        std = float(rk.std(ddof=1)) if k > 1 else 0.0
         held = mask & exposed
         entry = {
             "steps": k,
             "step_share": k / n if n else float("nan"),
             "return": float(np.expm1(np.log1p(rk).sum())),
             "mean_return": float(rk.mean()) if k else float("nan"),
-            "sharpe": (float(rk.mean() / std * annual) if std > 0 else 0.0) if k > 1 else float("nan"),
+            "sharpe": sharpe_ratio(rk, run.meta.get("bars_per_year", 1.0)) if k > 1 else float("nan"),
             "hit_rate": float(np.mean(r[held] > 0)) if held.any() else float("nan"),
             "exposure": float(np.mean(exposed[mask])) if k else float("nan"),
         }

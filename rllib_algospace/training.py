@@ -12,12 +12,12 @@ import os
 import time
 from dataclasses import dataclass
 
+from envs.market.trading import AGENTS
 from rllib_algospace import tune_callbacks
 from rllib_algospace.config import TrainConfig
 
 logger = logging.getLogger(__name__)
 
-AGENTS = ("regime", "structure", "tactical", "risk")
 WARM_START_FILE = "warm_start.pt"  # in the experiment folder
 
 

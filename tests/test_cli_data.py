@@ -235,10 +235,10 @@ def test_training_progress_line_has_total_rate_and_eta(capsys, monkeypatch):
     pytest.importorskip("ray")
     from types import SimpleNamespace
 
-    from rllib_algospace import training
+    from rllib_algospace import tune_callbacks
     from rllib_algospace.config import load_config
 
-    cb = training.driver_callbacks(load_config(), time_budget_s=None, stop_iterations=200)[0]
+    cb = tune_callbacks.driver_callbacks(load_config(), time_budget_s=None, stop_iterations=200)[0]
     cb.setup()
     trial = SimpleNamespace(trial_id="abc_00000")
     for it in (1, 2):
@@ -254,7 +254,7 @@ def test_tune_trials_bar_counts_done_trials_and_pickles(monkeypatch):
 
     import cloudpickle
 
-    from rllib_algospace import training
+    from rllib_algospace import tune_callbacks
     from rllib_algospace.evaluation import runner
 
     updates = []
@@ -270,7 +270,7 @@ def test_tune_trials_bar_counts_done_trials_and_pickles(monkeypatch):
             updates.append(("close",))
 
     monkeypatch.setattr(runner, "progress_bar", Bar)
-    cb = training.trials_progress_callback(3)
+    cb = tune_callbacks.trials_progress_callback(3)
     cb.setup()
     cb.on_trial_complete(1, [], None)
     cb.on_trial_error(2, [], None)

@@ -100,7 +100,7 @@ def test_a_trial_killed_by_a_full_disk_is_named_in_one_line(tmp_path):
     assert other == "ValueError: bad value"
 
 
-ITERATIONS = 30
+ITERATIONS = 10
 
 
 @pytest.mark.slow
@@ -116,7 +116,7 @@ def test_a_disk_filling_up_mid_training_stops_with_one_line_and_resume_continues
         pytest.skip("cannot mount a tmpfs here (not root): the injected checks above cover the messages")
     try:
         env = dict(os.environ, PYTHONUNBUFFERED="1")
-        sets = [f"{k}={v}" for k, v in TINY_TRAINING.items() if not isinstance(v, list)]
+        sets = [f"{k}={v}" for k, v in TINY_TRAINING.items() if not isinstance(v, list)] + ["training.warm_start=null"]
         args = [sys.executable, "-m", "rllib_algospace.cli", "train", "--quick", "--data", market_file, "--storage", str(disk), "--name", "full", "--stop-iters", str(ITERATIONS), "--no-evaluate", *sets]
         proc = subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         filler = disk / "filler"

@@ -41,6 +41,7 @@ from envs.features import (
 )
 from envs.market.config import MarketEnvConfig
 from envs.market.trading import (
+    AGENTS,
     REGIME_ACTIONS,
     RISK_ACTIONS,
     STRUCTURE_ACTIONS,
@@ -52,7 +53,6 @@ from envs.market.trading import (
     target_exposure,
 )
 
-AGENTS = ("regime", "structure", "tactical", "risk")
 N_ACTIONS = {"regime": len(REGIME_ACTIONS), "structure": len(STRUCTURE_ACTIONS), "tactical": len(TACTICAL_ACTIONS), "risk": len(RISK_ACTIONS)}
 ACTION_NAMES = {"regime": REGIME_ACTIONS, "structure": STRUCTURE_ACTIONS, "tactical": TACTICAL_ACTIONS, "risk": RISK_ACTIONS}
 PORTFOLIO_FEATURES = (

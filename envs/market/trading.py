@@ -24,6 +24,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 TRADING_ACTIONS_SCHEMA = "target-state-v1"
+# The four roles of the team, in the order every joint action, observation
+# layout and module lists them (the one definition; the trainer imports it).
+AGENTS = ("regime", "structure", "tactical", "risk")
 REGIME_ACTIONS = ("trending", "ranging", "volatile", "transition")
 STRUCTURE_ACTIONS = ("strong_short", "short", "neutral", "long", "strong_long")
 TACTICAL_ACTIONS = ("hold", "long", "short", "flat")

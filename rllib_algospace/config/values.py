@@ -11,6 +11,8 @@ import re
 from abc import ABC, abstractmethod
 from typing import Any, Callable, Iterable, Mapping
 
+from envs.market.trading import AGENTS
+
 
 # Kept in step with envs.data.default.PRESET_NAMES (checked by the tests); not
 # imported from there because that pulls in numpy and h5py.
@@ -19,11 +21,11 @@ SPLITS = ("train", "val", "test")
 CRITIC_INPUTS = ("state", "concat_obs")
 ACTIVATIONS = ("tanh", "relu")
 SCORE_MODES = ("max", "min")
-# Kept in step with envs.market.env.AGENTS and rllib_algospace.callbacks.TRADING_METRICS
-# (checked by tests/test_curriculum.py and tests/test_per_agent.py); not imported
-# from there because that pulls in numpy, Ray and torch.
-AGENT_NAMES = ("regime", "structure", "tactical", "risk")
+# The team's roles (envs.market.trading.AGENTS: a light module, no numpy).
+AGENT_NAMES = AGENTS
 FROZEN_POLICIES = ("checkpoint", "rule")
+# Kept in step with rllib_algospace.callbacks.TRADING_METRICS (checked by
+# tests/test_curriculum.py); not imported from there because that pulls in Ray.
 VALIDATION_METRICS = tuple(
     f"val_{m}" for m in ("sharpe", "total_return", "max_drawdown", "win_rate", "profit_factor", "trades", "exposure", "consensus_rate", "regime_accuracy")
 )

@@ -39,6 +39,7 @@ from envs.market.trading import REGIME_ACTIONS
 from rllib_algospace.artifacts import write_atomically
 from rllib_algospace.metrics import EpisodeRecord
 from rllib_algospace.policies import RuleTeamPolicy, buy_and_hold_policy, flat_policy
+from rllib_algospace.stats import sharpe_ratio
 
 RUNNER_KEYS = ("data", "split", "episode_length", "random_start", "render_mode")
 SUMMARY_KEYS = ("total_return", "sharpe", "sortino", "calmar", "max_drawdown", "win_rate", "profit_factor", "trades", "exposure", "consensus_rate", "regime_accuracy")
@@ -334,17 +335,12 @@ def per_regime_metrics(run: EvaluationRun) -> dict[str, dict]:
     r = run.step_return
     logs = np.log1p(r)
     total = float(logs.sum())
-    annual = math.sqrt(run.meta["bars_per_year"])
     out = {}
     for code in sorted(int(c) for c in np.unique(labels) if c >= 0):
         mask = labels == code
         rk = r[mask]
         n = int(mask.sum())
-        if n >= 2:
-            std = float(rk.std(ddof=1))
-            sharpe = float(rk.mean() / std * annual) if std > 0 else 0.0
-        else:
-            sharpe = float("nan")
+        sharpe = sharpe_ratio(rk, run.meta["bars_per_year"]) if n >= 2 else float("nan")
         name = REGIME_ACTIONS[code] if code < len(REGIME_ACTIONS) else str(code)
         out[name] = {
             "steps": n,
