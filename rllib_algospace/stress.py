@@ -77,10 +77,10 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from envs.data.bars import PRICE_FIELDS, REGIME_NAMES, Bars, aggregate_bars
+from envs.data.bars import PRICE_FIELDS, Bars, aggregate_bars
 from envs.data.store import read_attrs
 from rllib_algospace.reporting import atomic_figure, atomic_json, atomic_write, fmt, new_figure, to_html, to_markdown
-from rllib_algospace.stats import sharpe_ratio
+from rllib_algospace.evaluation.runner import per_regime_metrics
 
 BAR_SCENARIOS = ("flash_crash", "volatility_x3", "trend_reversal", "overnight_gap")
 COST_SCENARIOS = ("double_costs",)
@@ -325,39 +325,14 @@ def resolve_data_path(data, env_overrides: dict | None = None) -> str:
 
 
 # -- regime adaptability ---------------------------------------------------------------------
-def _regime_name(code: int) -> str:
-    return REGIME_NAMES[code] if 0 <= code < len(REGIME_NAMES) else str(code)
-
-
 def regime_adaptability(run, *, min_steps: int = 20) -> dict:
     """Per-regime performance of an :class:`~rllib_algospace.evaluation.EvaluationRun`
-    (see the module docstring)."""
-    labels = np.asarray(run.regime_label)
-    if np.any(labels >= 0):
-        source, groups = "ground_truth", labels
-    else:
-        source, groups = "detected", np.asarray(run.actions["regime"])
-    r = np.asarray(run.step_return, dtype=np.float64)
-    exposed = np.abs(np.asarray(run.exposure)) > 1e-12
-    n = len(r)
-    regimes = {}
-    for code in sorted(int(c) for c in np.unique(groups) if c >= 0):
-        mask = groups == code
-        rk = r[mask]
-        k = int(mask.sum())
-        held = mask & exposed
-        entry = {
-            "steps": k,
-            "step_share": k / n if n else float("nan"),
-            "return": float(np.expm1(np.log1p(rk).sum())),
-            "mean_return": float(rk.mean()) if k else float("nan"),
-            "sharpe": sharpe_ratio(rk, run.meta.get("bars_per_year", 1.0)) if k > 1 else float("nan"),
-            "hit_rate": float(np.mean(r[held] > 0)) if held.any() else float("nan"),
-            "exposure": float(np.mean(exposed[mask])) if k else float("nan"),
-        }
-        if source == "ground_truth":
-            entry["regime_accuracy"] = float(np.mean(np.asarray(run.actions["regime"])[mask] == code))
-        regimes[_regime_name(code)] = entry
+    (see the module docstring): ``per_regime_metrics`` by the ground-truth
+    labels, or by the regime agent's calls where the data has none, and how
+    much the results vary between regimes."""
+    detected = not np.any(np.asarray(run.regime_label) >= 0)
+    source = "detected" if detected else "ground_truth"
+    regimes = per_regime_metrics(run, detected=detected)
     counted = {name: v for name, v in regimes.items() if v["steps"] >= min_steps}
     sharpes = np.array([v["sharpe"] for v in counted.values()], dtype=np.float64)
     returns = np.array([v["return"] for v in counted.values()], dtype=np.float64)

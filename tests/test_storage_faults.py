@@ -60,6 +60,26 @@ def test_every_writing_command_refuses_a_read_only_disk(read_only_disk, market_f
     assert not any(read_only_disk.iterdir())
 
 
+def test_prepare_refuses_a_read_only_and_a_full_disk(read_only_disk, tmp_path, monkeypatch, capsys):
+    from test_cli_data import _write_hourly_csv
+
+    from rllib_algospace import cli
+
+    csv = _write_hourly_csv(tmp_path / "bars.csv")
+    assert cli.main(["data", "prepare", "--csv", str(csv), "--out", str(read_only_disk / "m.h5")]) == 2
+    line = _one_line(capsys.readouterr().err)
+    assert line.startswith(f"algospace: error: {read_only_disk}: cannot write {read_only_disk / 'm.h5'}: ") and "is not writable (read-only file system)" in line
+    assert not any(read_only_disk.iterdir())
+
+    usage = collections.namedtuple("usage", "total used free")
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: usage(10**9, 10**9 - 1000, 1000))
+    out = tmp_path / "full" / "m.h5"
+    assert cli.main(["data", "prepare", "--csv", str(csv), "--out", str(out)]) == 2
+    line = _one_line(capsys.readouterr().err)
+    assert line.startswith(f"algospace: error: {out.parent}: cannot write {out}: not enough free space: needs about ") and line.endswith("MB, 0.0 MB free")
+    assert not out.exists() and (not out.parent.exists() or not any(out.parent.iterdir()))
+
+
 def test_export_refuses_a_read_only_disk(tiny_checkpoint, read_only_disk):
     from envs.data.errors import DataError
     from rllib_algospace.export import ExportError, export_bundle

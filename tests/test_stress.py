@@ -11,6 +11,7 @@ from envs.data.bars import PRICE_FIELDS, aggregate_bars
 from envs.data.store import read_attrs, validate_market_file
 from rllib_algospace import reporting, stress
 from rllib_algospace.evaluation import evaluate_with_baselines, run_policy, write_report
+from rllib_algospace.evaluation.runner import regime_name
 from rllib_algospace.policies import buy_and_hold_policy, flat_policy, rule_policy
 
 
@@ -204,7 +205,7 @@ def test_regime_adaptability(market_file):
     detected = stress.regime_adaptability(unlabelled)
     assert detected["source"] == "detected"
     calls = run.actions["regime"]
-    assert {k: v["steps"] for k, v in detected["regimes"].items()} == {stress._regime_name(int(c)): int((calls == c).sum()) for c in np.unique(calls)}
+    assert {k: v["steps"] for k, v in detected["regimes"].items()} == {regime_name(int(c)): int((calls == c).sum()) for c in np.unique(calls)}
     assert all("regime_accuracy" not in v for v in detected["regimes"].values())
 
 

@@ -317,22 +317,31 @@ def _mean_metrics(episode_metrics: list[dict]) -> dict:
     return out
 
 
-def per_regime_metrics(run: EvaluationRun) -> dict[str, dict]:
-    """For each ground-truth regime label present in ``run.regime_label``
-    (keys: ``REGIME_ACTIONS`` names), the team's results on the steps
-    labelled that regime:
+def regime_name(code: int) -> str:
+    """A regime code's name (``REGIME_ACTIONS``), or the code itself."""
+    return REGIME_ACTIONS[code] if 0 <= code < len(REGIME_ACTIONS) else str(code)
+
+
+def per_regime_metrics(run: EvaluationRun, *, detected: bool = False) -> dict[str, dict]:
+    """For each regime present, the team's results on the steps of that
+    regime (keys: ``regime_name``). The regimes are the ground-truth labels
+    of ``run.regime_label``, or with ``detected`` the regime agent's own
+    calls (for data without labels):
 
     * ``steps`` and ``step_share`` (share of all steps),
     * ``return``: the compounded return of those steps, ``prod(1 + r) - 1``,
+    * ``mean_return``: their mean step return,
     * ``return_share``: their share of the run's total log return,
       ``sum(log(1 + r) on the regime) / sum(log(1 + r))`` (NaN when the total is 0),
     * ``sharpe``: annualised mean / std of those step returns (0 when the
       std is 0, NaN with fewer than two steps),
+    * ``hit_rate``: share of the steps holding a position that gained,
     * ``exposure``: share of those steps holding a position,
-    * ``regime_accuracy``: share of them on which regime called the label.
+    * ``regime_accuracy`` (ground truth only): share of them on which regime called the label.
     """
-    labels = run.regime_label
-    r = run.step_return
+    labels = np.asarray(run.actions["regime"]) if detected else np.asarray(run.regime_label)
+    r = np.asarray(run.step_return, dtype=np.float64)
+    exposed = np.abs(np.asarray(run.exposure)) > 1e-12
     logs = np.log1p(r)
     total = float(logs.sum())
     out = {}
@@ -340,17 +349,20 @@ def per_regime_metrics(run: EvaluationRun) -> dict[str, dict]:
         mask = labels == code
         rk = r[mask]
         n = int(mask.sum())
-        sharpe = sharpe_ratio(rk, run.meta["bars_per_year"]) if n >= 2 else float("nan")
-        name = REGIME_ACTIONS[code] if code < len(REGIME_ACTIONS) else str(code)
-        out[name] = {
+        held = mask & exposed
+        entry = {
             "steps": n,
             "step_share": n / len(r) if len(r) else float("nan"),
             "return": float(np.expm1(logs[mask].sum())),
+            "mean_return": float(rk.mean()) if n else float("nan"),
             "return_share": float(logs[mask].sum() / total) if total != 0.0 else float("nan"),
-            "sharpe": sharpe,
-            "exposure": float(np.mean(np.abs(run.exposure[mask]) > 1e-12)),
-            "regime_accuracy": float(np.mean(run.actions["regime"][mask] == code)),
+            "sharpe": sharpe_ratio(rk, run.meta["bars_per_year"]) if n >= 2 else float("nan"),
+            "hit_rate": float(np.mean(r[held] > 0)) if held.any() else float("nan"),
+            "exposure": float(np.mean(exposed[mask])) if n else float("nan"),
         }
+        if not detected:
+            entry["regime_accuracy"] = float(np.mean(np.asarray(run.actions["regime"])[mask] == code))
+        out[regime_name(code)] = entry
     return out
 
 
