@@ -27,6 +27,7 @@ def run_random_episode(data: str | None = None, split: str = "test", seed: int =
             "split": split,
             "start_bar": int(run.start_bars[0]),
             "steps": int(len(run.step_return)),
+            "initial_equity": float(run.meta["initial_equity"]),
             "final_equity": float(run.equity[-1]) if len(run.equity) else run.meta["initial_equity"],
         }
     )
@@ -35,10 +36,18 @@ def run_random_episode(data: str | None = None, split: str = "test", seed: int =
     return metrics
 
 
+# Amounts of money: the env's account has no currency of its own (the data's
+# quote currency, whatever the user's CSV priced in), so they say so.
+MONEY_KEYS = ("costs", "initial_equity", "final_equity")
+MONEY_UNIT = "(account currency)"
+
+
 def format_metrics(metrics: dict) -> str:
     rows = []
     for key, value in metrics.items():
-        if isinstance(value, float):
+        if key in MONEY_KEYS and isinstance(value, (int, float)):
+            text = f"{value:,.2f} {MONEY_UNIT}"
+        elif isinstance(value, float):
             if key in ("total_return", "annual_return", "max_drawdown", "win_rate", "exposure", "consensus_rate", "regime_accuracy"):
                 text = "n/a" if np.isnan(value) else f"{value:.2%}"
             else:

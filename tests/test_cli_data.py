@@ -108,6 +108,12 @@ def test_demo_prints_trading_metrics(market_file, capsys):
     assert code == 0
     for key in ("total_return", "sharpe", "max_drawdown", "win_rate", "consensus_rate", "regime_accuracy"):
         assert key in out
+    # money with its unit, to the cent
+    import re
+
+    assert re.search(r"^  initial_equity +100,000\.00 \(account currency\)$", out, flags=re.M), out
+    assert re.search(r"^  final_equity +[\d,]+\.\d\d \(account currency\)$", out, flags=re.M), out
+    assert re.search(r"^  costs +[\d,]+\.\d\d \(account currency\)$", out, flags=re.M), out
 
 
 def test_console_script_exit_code(tmp_path):
