@@ -292,8 +292,9 @@ def sample_observations(data: Path, env_config: dict, scripted_members: list[dic
     import torch
 
     from envs.market.env import AGENTS, AlgoSpaceMarketEnv
+    from rllib_algospace.team_policy import checkpoint_env_overrides
 
-    keys = {k: v for k, v in env_config.items() if k not in ("data", "split", "episode_length", "random_start", "render_mode", "task", "tasks", "in_memory")}
+    keys = checkpoint_env_overrides(env_config)
     env = AlgoSpaceMarketEnv(**keys, data=str(data), split=SAMPLE_SPLIT, episode_length=0, random_start=False)
     rows = {a: [] for a in AGENTS}
     try:

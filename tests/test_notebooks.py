@@ -38,11 +38,33 @@ def _prepared(name: str, tmp_path: Path, **settings):
     return nb, path
 
 
-@pytest.mark.parametrize("name", [n for n in NOTEBOOKS if n != MASTER])
+AGENT_NOTEBOOKS = [n for n in NOTEBOOKS if n.startswith("agents/")]
+
+
+@pytest.mark.parametrize("name", [n for n in NOTEBOOKS if n != MASTER and n not in AGENT_NOTEBOOKS])
 def test_notebook_runs(name, tmp_path):
     nb, path = _prepared(name, tmp_path)
     client = nbclient.NotebookClient(nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}})
     client.execute()
+
+
+def test_agent_notebooks_run_one_after_another(tmp_path):
+    """The four per-agent notebooks, each top to bottom, one after another in
+    one kernel (one Ray session for the four: they are the same flow for
+    four agents, and each starts with its own parameters cell)."""
+    assert len(AGENT_NOTEBOOKS) == 4, AGENT_NOTEBOOKS
+    combined = None
+    for name in AGENT_NOTEBOOKS:
+        nb, path = _prepared(name, tmp_path / Path(name).stem)
+        if combined is None:
+            combined = nb
+        else:
+            combined.cells.extend(nb.cells)
+        combined.cells.append(nbformat.v4.new_code_cell(f"print('finished {name}')"))
+    client = nbclient.NotebookClient(combined, timeout=900, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}})
+    client.execute()
+    printed = [o.get("text", "") for c in combined.cells if c.cell_type == "code" for o in c.get("outputs", [])]
+    assert all(any(f"finished {name}" in t for t in printed) for name in AGENT_NOTEBOOKS)
 
 
 def test_master_notebook_installs_from_a_wheel_and_trains(tmp_path, monkeypatch):
