@@ -400,13 +400,7 @@ def train_ensemble(spec: EnsembleSpec, *, resume: bool = False) -> EnsembleOutco
     cfg = spec.train
     members = spec.members()
     max_concurrent, resources = resolve_ensemble_resources(spec)
-    for note in resources.notes:
-        print(note)
-    data_path = training.dataset_path(cfg)
-    print(f"data: {data_path}")
-    training.require_storage(cfg)
-    if not resume:
-        training.write_run_record(cfg, data_path, None)  # its score ranks the members' checkpoints everywhere
+    data_path = training.start_experiment(cfg, resources.notes, resume=resume)
     if getattr(getattr(cfg, "training", None), "init_from", None) is not None and not resume:
         from rllib_algospace.frozen import plan
 

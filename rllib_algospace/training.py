@@ -441,6 +441,21 @@ def storage_problem(cfg: TrainConfig) -> str | None:
     return store.storage_problem(experiment_path(cfg), TRAIN_FREE_SPACE_BYTES)
 
 
+def start_experiment(cfg: TrainConfig, notes: list[str], *, resume: bool) -> str:
+    """The start every Tune run of a search or an ensemble shares: print the
+    resource notes and the data, check the storage, and (a new run) write the
+    run record, whose score ranks the trials' checkpoints everywhere.
+    Returns the data path."""
+    for note in notes:
+        print(note)
+    data_path = dataset_path(cfg)
+    print(f"data: {data_path}")
+    require_storage(cfg)
+    if not resume:
+        write_run_record(cfg, data_path, None)
+    return data_path
+
+
 def fit(tuner, cfg: TrainConfig):
     """``tuner.fit()``; when it dies because the storage filled up or turned
     read-only (Tune itself then fails reading back what it half wrote), one

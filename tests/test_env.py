@@ -9,8 +9,13 @@ from envs.market.env import AGENTS
 
 def _random_episode(env, seed, max_steps=10_000):
     obs, infos = env.reset(seed=seed)
+    return [(obs, None, infos)] + _random_steps(env, seed, max_steps)
+
+
+def _random_steps(env, seed, max_steps=10_000):
+    """Random joint actions on an env already reset, to the episode's end."""
     rng = np.random.default_rng(seed)
-    trace = [(obs, None, infos)]
+    trace = []
     steps = 0
     while env.agents and steps < max_steps:
         actions = {a: int(rng.integers(env.action_space(a).n)) for a in env.agents}
@@ -243,7 +248,7 @@ def test_cost_scale_charges_a_share_of_the_costs(market_file):
         env = algospace_market.parallel_env(**kw)
         env.reset(seed=5)
         env.set_cost_scale(scale)
-        trace = _random_episode_from(env, seed=5)
+        trace = _random_steps(env, seed=5)
         runs[scale] = trace[-1][2]["risk"]
     assert runs[1.0]["costs"] > 0 and runs[0.0]["costs"] == 0.0
     assert runs[0.5]["costs"] == pytest.approx(0.5 * runs[1.0]["costs"], rel=0.02)
@@ -251,15 +256,3 @@ def test_cost_scale_charges_a_share_of_the_costs(market_file):
     with pytest.raises(ValueError, match="cost scale must be in"):
         algospace_market.parallel_env(**kw).set_cost_scale(1.5)
 
-
-def _random_episode_from(env, seed, max_steps=10_000):
-    """Like ``_random_episode`` on an env already reset (keeps what was set after the reset)."""
-    rng = np.random.default_rng(seed)
-    trace = []
-    steps = 0
-    while env.agents and steps < max_steps:
-        actions = {a: int(rng.integers(env.action_space(a).n)) for a in env.agents}
-        obs, rewards, terms, truncs, infos = env.step(actions)
-        trace.append((obs, rewards, infos))
-        steps += 1
-    return trace

@@ -160,13 +160,7 @@ def run_search(config: HpoConfig | str | os.PathLike | None = None, *, resume: b
     print(f"sampler: TPE, seed {seed}" + (f" (sampler_seed {search.sampler_seed} + hash of worker {worker})" if shared else "") + f"; objective: {', '.join(f'{m} ({d})' for m, d in zip(search.metrics, search.modes))}")
 
     resources = training.resolve_resources(base)
-    for note in resources.notes:
-        print(note)
-    data_path = training.dataset_path(base)
-    print(f"data: {data_path}")
-    training.require_storage(base)
-    if not resume:
-        training.write_run_record(base, data_path, None)  # its score ranks the trials' checkpoints everywhere
+    data_path = training.start_experiment(base, resources.notes, resume=resume)
 
     # per-trial budgets are Tune stops here, and the scheduler stops trials early: no fixed total
     callbacks = tune_callbacks.driver_callbacks(base, time_budget_s=None, stop_iterations=None)
