@@ -139,7 +139,10 @@ def test_ten_kills_each_resume_from_the_newest_complete_checkpoint(market_file, 
         if point % 2:
             env["TUNE_GLOBAL_CHECKPOINT_S"] = "100000"  # Tune's record of this session stays the one from its start
         expected = complete_checkpoints(trial)[0][-1] if trial is not None and complete_checkpoints(trial)[0] else None
-        lines_before = len(_results(trial))
+        # this session's results are those of a new trial process: Tune rewrites
+        # result.json from scratch when its record of the trial has no checkpoint
+        # (the trial then continues from the newest one on disk), so line counts mislead
+        pids_before = {r.get("pid") for r in _results(trial)}
         newest_before = _newest_checkpoint_iteration(trial)
         command = _cli(*args, *(["--resume"] if point else []), env=env)
         proc = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -147,19 +150,19 @@ def test_ten_kills_each_resume_from_the_newest_complete_checkpoint(market_file, 
         try:
             while time.time() < deadline:
                 trial = trial or _trial_dir(tmp_path, "faults")
-                results = _results(trial)
-                if len(results) > lines_before and point:
-                    first = results[lines_before]["training_iteration"]
+                new = [r for r in _results(trial) if r.get("pid") not in pids_before]
+                if new and point:
+                    first = new[0]["training_iteration"]
                     want = expected[0] + 1 if expected else 1
                     assert first == want, f"kill {point}: resumed at iteration {first}, the newest complete checkpoint gives {want}"
                 if kill_at is None:
                     if proc.poll() is not None:
                         break
                 elif kill_at == "result":
-                    if len(results) > lines_before + 1:
+                    if len(new) > 1:
                         break
                 else:  # a checkpoint folder written (or rewritten) in this session
-                    if _newest_checkpoint_iteration(trial) > newest_before and len(results) > lines_before:
+                    if _newest_checkpoint_iteration(trial) > newest_before and new:
                         break
                 if proc.poll() is not None:
                     pytest.fail(f"kill {point}: training ended early:\n{proc.stdout.read()[-3000:]}")
