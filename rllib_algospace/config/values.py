@@ -366,8 +366,10 @@ class ConfigContext:
         src = next((OVERRIDES_SOURCE for k in keys if self.source_of(k) == OVERRIDES_SOURCE), self.source)
         raise ConfigError(f"{src}: {message}", source=src, key=keys[0])
 
+    sort_known = True  # list known keys sorted (False: in the order given)
+
     def unknown(self, key: str, name: str, known: Iterable[str]):
-        known = sorted(known)
+        known = sorted(known) if self.sort_known else list(known)
         near = difflib.get_close_matches(name, known, n=1) if isinstance(name, str) else []
         hint = f"did you mean {near[0]}?" if near else f"known keys: {', '.join(known)}"
         src = self.source_of(key)

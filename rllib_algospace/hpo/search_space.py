@@ -11,7 +11,7 @@ import os
 import re
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any, Mapping
 
 from rllib_algospace.config import (
     DEFAULTS_SOURCE,
@@ -224,15 +224,10 @@ _DIST_KEYS = {
 
 
 class _SearchCtx(ConfigContext):
-    """``config._Ctx`` (errors name the file, or ``overrides``), listing known
-    search keys in their documented order rather than sorted."""
+    """``config.ConfigContext`` (errors name the file, or ``overrides``), listing
+    known search keys in their documented order rather than sorted."""
 
-    def unknown(self, key: str, name: Any, known: Iterable[str]):
-        known = list(known)
-        near = difflib.get_close_matches(name, known, n=1) if isinstance(name, str) else []
-        hint = f"did you mean {near[0]}?" if near else f"known keys: {', '.join(known)}"
-        src = self.source_of(key)
-        raise ConfigError(f"{src}: unknown key {key} ({hint})", source=src, key=key)
+    sort_known = False
 
     def mapping(self, raw: Any, key: str) -> dict:
         return as_mapping(raw, key, self)
