@@ -19,10 +19,12 @@ from pathlib import Path
 
 METADATA_FILE = "algospace.json"
 CHECKPOINT_FILES_KEY = "files"
+RESULT_FILES = ("result.json", "progress.csv")  # Tune's per-trial results, one line per iteration
 
 __all__ = [
     "CHECKPOINT_FILES_KEY",
     "METADATA_FILE",
+    "RESULT_FILES",
     "TUNER_STATE",
     "TUNER_STATE_COPY",
     "checkpoint_files",
@@ -33,6 +35,8 @@ __all__ = [
     "describe_resume",
     "keep_tuner_state",
     "newest_complete_checkpoint",
+    "prepare_resume",
+    "trim_cut_result_lines",
     "storage_failure",
     "storage_stop",
     "write_atomically",
@@ -184,6 +188,38 @@ def keep_tuner_state(experiment: str | os.PathLike) -> str | None:
     if not restored:
         return None
     return f"resume: {', '.join(restored)} in {folder} cut short (a kill while Tune wrote it); put back its last complete copy"
+
+
+def trim_cut_result_lines(experiment: str | os.PathLike) -> list[str]:
+    """Cut the half-written last line off each trial's result files. Tune
+    appends to ``result.json``/``progress.csv`` when it resumes a trial, so a
+    line a kill cut short would otherwise run into the next iteration's line
+    and both be lost to every reader. Returns a line per file trimmed."""
+    lines = []
+    for trial in sorted(p for p in Path(experiment).iterdir() if p.is_dir()):
+        for name in RESULT_FILES:
+            path = trial / name
+            try:
+                with open(path, "rb") as f:
+                    data = f.read()
+            except OSError:
+                continue
+            if not data or data.endswith(b"\n"):
+                continue
+            keep = data.rfind(b"\n") + 1
+            os.truncate(path, keep)
+            lines.append(f"resume: {trial.name}/{name}: dropped its last line, cut short by the kill ({len(data) - keep} bytes)")
+    return lines
+
+
+def prepare_resume(experiment: str | os.PathLike) -> list[str]:
+    """Put a local experiment's files in order before Tune restores it: Tune's
+    state files (``keep_tuner_state``) and the trials' result files
+    (``trim_cut_result_lines``). Returns the lines saying what was repaired."""
+    if not Path(experiment).is_dir():
+        return []
+    note = keep_tuner_state(experiment)
+    return ([note] if note else []) + trim_cut_result_lines(experiment)
 
 
 def describe_resume(experiment: str | os.PathLike) -> list[str]:

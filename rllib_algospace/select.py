@@ -58,9 +58,10 @@ from pathlib import Path
 import numpy as np
 
 from rllib_algospace import stats
+from rllib_algospace.artifacts import RESULT_FILES
 from rllib_algospace.reporting import atomic_figure, atomic_json, atomic_write, fmt, new_figure, to_html, to_markdown
 from rllib_algospace.stress import regime_adaptability, regime_blocks, stress_blocks, stress_figure, stress_test
-from rllib_algospace.team_policy import METADATA_FILE, RESULT_FILES, CheckpointError, best_checkpoints, checkpoint_env_overrides, finite_number, run_score
+from rllib_algospace.team_policy import METADATA_FILE, CheckpointError, best_checkpoints, checkpoint_env_overrides, finite_number, run_score
 
 DATA_MISSING = "_data_missing"  # a candidate's training data that is gone (see team_policy.checkpoint_data)
 

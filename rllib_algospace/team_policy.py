@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from rllib_algospace.artifacts import METADATA_FILE, checkpoint_problem
+from rllib_algospace.artifacts import METADATA_FILE, RESULT_FILES, checkpoint_problem
 
 
 class CheckpointError(ValueError):
@@ -25,7 +25,6 @@ class CheckpointError(ValueError):
 
 RUN_FILE = "algospace_run.json"  # in an experiment folder: the resolved config and versions (training.write_run_record)
 DEFAULT_SCORE, DEFAULT_MODE = "val_sharpe", "max"
-RESULT_FILES = ("result.json", "progress.csv")
 
 
 def finite_number(v) -> bool:
@@ -37,7 +36,8 @@ def trial_scores(trial_dir: str | os.PathLike, score: str = DEFAULT_SCORE) -> di
     per line) or ``progress.csv``; empty when neither is there."""
     trial_dir = Path(trial_dir)
     out: dict[int, float] = {}
-    path = trial_dir / "result.json"
+    json_lines, csv_rows = RESULT_FILES
+    path = trial_dir / json_lines
     if path.exists():
         with open(path) as f:
             for line in f:
@@ -50,7 +50,7 @@ def trial_scores(trial_dir: str | os.PathLike, score: str = DEFAULT_SCORE) -> di
                     out[int(it)] = float(value)
         if out:
             return out
-    path = trial_dir / "progress.csv"
+    path = trial_dir / csv_rows
     if path.exists():
         with open(path, newline="") as f:
             for row in csv.DictReader(f):

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from envs.market.trading import AGENTS
 from rllib_algospace import tune_callbacks
 from rllib_algospace.config import TrainConfig
+from rllib_algospace.tune_internals import replace_driver_callbacks
 
 logger = logging.getLogger(__name__)
 
@@ -506,11 +507,10 @@ def train(cfg: TrainConfig, *, resume: bool = False) -> TrainOutcome:
     register()
     if resume:
         if not cfg.experiment.storage_is_uri:
-            from rllib_algospace.artifacts import describe_resume, keep_tuner_state
+            from rllib_algospace.artifacts import describe_resume, prepare_resume
 
-            note = keep_tuner_state(path)
-            if note:
-                print(note)
+            for line in prepare_resume(path):
+                print(line)
         if not tune.Tuner.can_restore(path):
             raise FileNotFoundError(f"{path}: no experiment to resume there (run without --resume first)")
         print(f"resuming {path}")
@@ -550,15 +550,6 @@ def run_config(cfg: TrainConfig, callbacks: list):
         # Our progress line replaces Tune's tables at the default verbosity.
         verbose=0 if cfg.experiment.verbose <= 1 else cfg.experiment.verbose - 1,
     )
-
-
-def replace_driver_callbacks(tuner, callbacks: list) -> None:
-    """A restored experiment brings its pickled driver callbacks; this session's
-    (fresh time budget, progress) replace ours among them."""
-    internal = tuner._local_tuner
-    run_cfg = internal.get_run_config()
-    kept = [cb for cb in (run_cfg.callbacks or []) if type(cb).__name__ not in {type(c).__name__ for c in callbacks}]
-    run_cfg.callbacks = kept + callbacks
 
 
 def trial_dirname(trial) -> str:

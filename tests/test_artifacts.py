@@ -91,3 +91,26 @@ def test_an_experiment_state_cut_short_is_put_back_from_its_copy(tmp_path):
     state.write_text("")  # the kill landed while Tune rewrote it
     note = keep_tuner_state(tmp_path)
     assert note and state.name in note and json.loads(state.read_text()) == {"trial_data": [1, 2]}
+
+
+def test_a_result_line_cut_short_by_a_kill_is_dropped_before_resume(tmp_path):
+    """Tune appends to a resumed trial's result files: a half-written last
+    line would run into the next iteration's line and hide both."""
+    from rllib_algospace.artifacts import prepare_resume
+    from rllib_algospace.team_policy import trial_scores
+
+    trial = tmp_path / "MAPPO_env_0"
+    trial.mkdir()
+    rows = [json.dumps({"training_iteration": i, "val_sharpe": i / 10}) for i in (1, 2)]
+    (trial / "result.json").write_text("\n".join(rows) + "\n" + rows[1][:17])
+    (trial / "progress.csv").write_text("training_iteration,val_sharpe\n1,0.1\n2,0.")
+    (tmp_path / "untouched").mkdir()
+    notes = prepare_resume(tmp_path)
+    assert len(notes) == 2 and all("cut short" in n for n in notes), notes
+    assert "MAPPO_env_0/result.json" in notes[0] and "(17 bytes)" in notes[0]
+    assert (trial / "result.json").read_text() == "\n".join(rows) + "\n"
+    assert (trial / "progress.csv").read_text() == "training_iteration,val_sharpe\n1,0.1\n"
+    with open(trial / "result.json", "a") as f:  # what Tune then does on resume
+        f.write(json.dumps({"training_iteration": 3, "val_sharpe": 0.3}) + "\n")
+    assert trial_scores(trial) == {1: 0.1, 2: 0.2, 3: 0.3}
+    assert prepare_resume(tmp_path) == [] and prepare_resume(tmp_path / "nothing") == []

@@ -187,8 +187,11 @@ def test_ten_kills_each_resume_from_the_newest_complete_checkpoint(market_file, 
                 largest = max((p for p in newest.rglob("*") if p.is_file() and p.name != "algospace.json"), key=lambda p: p.stat().st_size)
                 largest.write_bytes(largest.read_bytes()[: largest.stat().st_size // 2])
     assert proc.returncode == 0, output[-3000:]
-    final = _results(trial)[-1]
-    assert final["training_iteration"] == FAULT_ITERATIONS
+    lines = (trial / "result.json").read_text().splitlines()
+    results = _results(trial)
+    assert len(results) == len(lines), f"line {len(results) + 1} of result.json is broken: {lines[len(results)][:200]!r}"
+    final = results[-1]
+    assert final["training_iteration"] == FAULT_ITERATIONS, ([r["training_iteration"] for r in results], output[-3000:])
     assert final["num_env_steps_sampled_lifetime"] == FAULT_ITERATIONS * 512  # the step counter carried on through ten kills
 
 

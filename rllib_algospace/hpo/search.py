@@ -16,6 +16,7 @@ from rllib_algospace.hpo.search_space import HpoConfig, INFO_FILE, SPEC_KEY, STU
 from rllib_algospace.hpo.study import fail_stale_trials, mask_url, open_study, storage_url, worker_seed
 from rllib_algospace.hpo.trials import lazy_class, trial_spec
 from rllib_algospace.hpo.reports import SearchOutcome, report
+from rllib_algospace.tune_internals import replace_driver_callbacks, restored_search_alg
 
 logger = logging.getLogger(__name__)
 
@@ -106,11 +107,10 @@ def run_search(config: HpoConfig | str | os.PathLike | None = None, *, resume: b
     previous = _read_info(info_path) if resume else {}
 
     if resume and not hpo.base.experiment.storage_is_uri:
-        from rllib_algospace.artifacts import keep_tuner_state
+        from rllib_algospace.artifacts import prepare_resume
 
-        note = keep_tuner_state(path)
-        if note:
-            print(note)
+        for line in prepare_resume(path):
+            print(line)
     if resume and not tune.Tuner.can_restore(path):
         raise FileNotFoundError(f"{path}: no search to resume there (run without --resume first)")
     if search.study_storage:
@@ -172,10 +172,8 @@ def run_search(config: HpoConfig | str | os.PathLike | None = None, *, resume: b
     if resume:
         print(f"resuming {path}")
         tuner = tune.Tuner.restore(path, trainable=trial_cls, resume_unfinished=True, resume_errored=True)
-        training.replace_driver_callbacks(tuner, callbacks)
-        restored = tuner._local_tuner._tune_config.search_alg
-        inner = getattr(restored, "searcher", restored)
-        inner._on_restore = {"url": url, "worker": worker}
+        replace_driver_callbacks(tuner, callbacks)
+        restored_search_alg(tuner)._on_restore = {"url": url, "worker": worker}
     else:
         cluster = ray.cluster_resources()
         max_concurrent, note = _max_concurrent(hpo, cluster.get("CPU", os.cpu_count() or 1), cluster.get("GPU", 0), resources.num_env_runners, resources.num_gpus_per_learner, resources.cpus_per_env_runner)
