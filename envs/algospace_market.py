@@ -14,9 +14,9 @@ from envs.market.config import MarketEnvConfig
 from envs.market.env import (
     ACTION_NAMES,
     AGENTS,
-    PORTFOLIO_FEATURES,
     AlgoSpaceMarketEnv,
 )
+from envs.market.portfolio import PORTFOLIO_FEATURES
 
 __all__ = ["parallel_env", "env", "raw_env", "AlgoSpaceMarketEnv", "MarketEnvConfig", "AGENTS", "ACTION_NAMES", "PORTFOLIO_FEATURES"]
 

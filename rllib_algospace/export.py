@@ -44,6 +44,7 @@ from pathlib import Path
 import numpy as np
 
 from envs.data.errors import DataError
+from envs.data.provenance import file_sha256
 from envs.data.store import require_free_space
 from rllib_algospace.inference.bundle import (
     ACTORS_DIR,
@@ -52,7 +53,6 @@ from rllib_algospace.inference.bundle import (
     MANIFEST_FILE,
     MANIFEST_SUM_FILE,
     bundle_size,
-    sha256_file,
 )
 
 QUANTIZE_MODES = (None, "auto", "force")
@@ -402,7 +402,8 @@ def export_bundle(
     import torch
 
     from envs.market.config import MarketEnvConfig
-    from envs.market.env import ACTION_NAMES, AGENTS, CALL_OFFSETS, N_ACTIONS, PORTFOLIO_FEATURES
+    from envs.market.env import ACTION_NAMES, AGENTS, CALL_OFFSETS, N_ACTIONS
+    from envs.market.portfolio import PORTFOLIO_FEATURES
     from envs.market.trading import TRADING_ACTIONS_SCHEMA
     from rllib_algospace.inference.bundle import TRADING_KEYS
     from rllib_algospace.team_policy import checkpoint_data, checkpoint_metadata, load_team_modules
@@ -512,13 +513,13 @@ def export_bundle(
             (tmp / team_rel).parent.mkdir(parents=True, exist_ok=True)
             with _jit_quiet():
                 torch.jit.save(team, str(tmp / team_rel))
-            files[team_rel] = sha256_file(tmp / team_rel)
+            files[team_rel] = file_sha256(tmp / team_rel)
             for a in AGENTS:
                 rel = f"{ACTORS_DIR}/{name}/{a}.pt"
                 (tmp / rel).parent.mkdir(parents=True, exist_ok=True)
                 with _jit_quiet():
                     torch.jit.save(scripted[a], str(tmp / rel))
-                files[rel] = sha256_file(tmp / rel)
+                files[rel] = file_sha256(tmp / rel)
                 mod = m["modules"][a]
                 actors[a] = {"file": rel, "obs_dim": _obs_dim(mod), "n_actions": N_ACTIONS[a], "input": "float32 (batch, obs_dim)", "output": "logits (batch, n_actions)"}
             meta = m["meta"]
@@ -564,7 +565,7 @@ def export_bundle(
         from rllib_algospace.model_card import MODEL_CARD_FILE, model_card
 
         (tmp / MODEL_CARD_FILE).write_text(model_card(manifest, members))
-        files[MODEL_CARD_FILE] = sha256_file(tmp / MODEL_CARD_FILE)
+        files[MODEL_CARD_FILE] = file_sha256(tmp / MODEL_CARD_FILE)
         text = (json.dumps(manifest, indent=2, default=str) + "\n").encode()
         (tmp / MANIFEST_FILE).write_bytes(text)
         import hashlib

@@ -42,7 +42,8 @@ from envs.features import (
     TACTICAL_FEATURES,
     TACTICAL_WINDOW,
 )
-from envs.market.env import AGENTS, N_ACTIONS, OBSERVED_CALLS, PORTFOLIO_FEATURES
+from envs.market.env import AGENTS, N_ACTIONS, OBSERVED_CALLS
+from envs.market.portfolio import PORTFOLIO_FEATURES
 from envs.market.trading import (
     FLAT,
     FULL,

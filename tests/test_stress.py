@@ -7,7 +7,9 @@ import h5py
 import numpy as np
 import pytest
 
+from envs.data import stress as market_stress
 from envs.data.bars import PRICE_FIELDS, aggregate_bars
+from envs.data.provenance import file_sha256
 from envs.data.store import read_attrs, validate_market_file
 from rllib_algospace import reporting, stress
 from rllib_algospace.evaluation import evaluate_with_baselines, run_policy, write_report
@@ -18,9 +20,9 @@ from rllib_algospace.policies import buy_and_hold_policy, flat_policy, rule_poli
 @pytest.fixture(scope="module")
 def original(market_file):
     """The saved file and its SHA-256 before any test of this module touched it."""
-    digest = stress.file_digest(market_file)
+    digest = file_sha256(market_file)
     yield market_file, digest
-    assert stress.file_digest(market_file) == digest, "the saved market file changed"
+    assert file_sha256(market_file) == digest, "the saved market file changed"
 
 
 def _read(path):
@@ -35,8 +37,8 @@ def _consistent(o, h, l, c):
 @pytest.mark.parametrize("scenario", stress.BAR_SCENARIOS)
 def test_scenario_changes_only_test_bars(original, tmp_path, scenario):
     path, digest = original
-    out = stress.stressed_market_file(path, scenario, tmp_path / f"{scenario}.h5", split="test")
-    assert stress.file_digest(path) == digest
+    out = market_stress.stressed_market_file(path, scenario, tmp_path / f"{scenario}.h5", split="test")
+    assert file_sha256(path) == digest
     validate_market_file(out)
     a, b = read_attrs(path), read_attrs(out)
     assert b["splits"] == a["splits"] and b["first_valid"] == a["first_valid"] and b["htf_multiple"] == a["htf_multiple"]
@@ -60,7 +62,7 @@ def test_scenario_changes_only_test_bars(original, tmp_path, scenario):
 
 
 def test_scenario_arithmetic(market_file):
-    base, _, attrs = stress.read_bars(market_file)
+    base, _, attrs = market_stress.read_bars(market_file)
     start, stop = attrs["splits"]["test"]
     n = stop - start
     logc = np.log(base.close)
@@ -70,20 +72,20 @@ def test_scenario_arithmetic(market_file):
 
     r0 = rets(base)
     mid = n // 2
-    flipped = rets(stress.stress_bars(base, "trend_reversal", start, stop))
+    flipped = rets(market_stress.stress_bars(base, "trend_reversal", start, stop))
     assert np.allclose(flipped[mid:], -r0[mid:], atol=1e-12) and np.array_equal(flipped[:mid], r0[:mid])
     at = math.floor(0.25 * n)
-    vol = rets(stress.stress_bars(base, "volatility_x3", start, stop))
+    vol = rets(market_stress.stress_bars(base, "volatility_x3", start, stop))
     mu = r0[at:].mean()
     assert np.allclose(vol[at:] - mu, 3.0 * (r0[at:] - mu), atol=1e-12)
     assert vol[at:].std() == pytest.approx(3.0 * r0[at:].std(), rel=1e-9)
-    gap = stress.stress_bars(base, "overnight_gap", start, stop)
+    gap = market_stress.stress_bars(base, "overnight_gap", start, stop)
     g = rets(gap)
     assert g[mid] == pytest.approx(r0[mid] + math.log(0.95), abs=1e-12)
     assert np.allclose(np.delete(g, mid), np.delete(r0, mid), atol=1e-12)
     t = start + mid
     assert gap.open[t] / gap.close[t - 1] == pytest.approx(0.95 * base.open[t] / base.close[t - 1], rel=1e-12)
-    crash = stress.stress_bars(base, "flash_crash", start, stop)
+    crash = market_stress.stress_bars(base, "flash_crash", start, stop)
     assert crash.close[t + 2] / base.close[t + 2] == pytest.approx(0.92, rel=1e-9)  # -8% over 3 bars
     assert crash.close[t + 8] / base.close[t + 8] == pytest.approx(1.0, rel=1e-9)  # full rebound over 6 more
     assert crash.low[t : t + 3].min() < base.low[t : t + 3].min()
@@ -92,9 +94,9 @@ def test_scenario_arithmetic(market_file):
         assert _consistent(bars.open, bars.high, bars.low, bars.close)
     assert np.allclose(np.log(crash.close[t + 9 :]), logc[t + 9 :], atol=1e-9)
     with pytest.raises(ValueError, match="no parameter"):
-        stress.stress_bars(base, "flash_crash", start, stop, depth=0.1)
+        market_stress.stress_bars(base, "flash_crash", start, stop, depth=0.1)
     with pytest.raises(ValueError, match="unknown stress scenario"):
-        stress.stress_bars(base, "meteor", start, stop)
+        market_stress.stress_bars(base, "meteor", start, stop)
 
 
 def test_split_bounds_kept_when_plan_layout_would_move_them(original, tmp_path, monkeypatch):
@@ -108,7 +110,7 @@ def test_split_bounds_kept_when_plan_layout_would_move_them(original, tmp_path, 
         return Layout(layout.first_valid, {k: (a + 7 if k != "train" else a, b + 7 if k != "test" else b) for k, (a, b) in layout.splits.items()})
 
     monkeypatch.setattr(dataset, "plan_layout", shifted)
-    out = stress.stressed_market_file(original[0], "overnight_gap", tmp_path / "gap.h5")
+    out = market_stress.stressed_market_file(original[0], "overnight_gap", tmp_path / "gap.h5")
     assert read_attrs(out)["splits"] == read_attrs(original[0])["splits"]
     validate_market_file(out)
 
@@ -121,7 +123,7 @@ def test_imported_higher_timeframe_bars_move_with_their_base_bars(tmp_path):
     agg = aggregate_bars(base, 6)
     htf = dataclasses.replace(agg, volume=agg.volume * 1.5)  # a vendor's own HTF file: not the aggregate
     path = build_market_file(base, tmp_path / "imported.h5", htf=htf)
-    out = stress.stressed_market_file(path, "trend_reversal", tmp_path / "rev.h5")
+    out = market_stress.stressed_market_file(path, "trend_reversal", tmp_path / "rev.h5")
     old, new = _read(path), _read(out)
     start, stop = read_attrs(path)["splits"]["test"]
     seen = int(old["base/htf_visible"][start - 1])
@@ -147,7 +149,7 @@ def test_doubled_costs_double_the_costs_of_a_fixed_action_policy(market_file):
 def test_stress_report_for_the_rule_baseline(original, tmp_path):
     path, digest = original
     result = stress.stress_test(rule_policy, data=path, workdir=tmp_path / "work")
-    assert stress.file_digest(path) == digest
+    assert file_sha256(path) == digest
     assert list(result["scenarios"]) == list(stress.SCENARIOS)
     assert sorted(p.name for p in (tmp_path / "work").iterdir()) == sorted(f"stress-{s}.h5" for s in stress.BAR_SCENARIOS)
     limit = result["drawdown_limit"]

@@ -2,7 +2,8 @@
 import numpy as np
 import pytest
 
-from envs.market.trading import RISK_ACTIONS, STRUCTURE_ACTIONS, TACTICAL_ACTIONS, Account, target_exposure
+from envs.market.portfolio import Account
+from envs.market.trading import RISK_ACTIONS, STRUCTURE_ACTIONS, TACTICAL_ACTIONS, target_exposure
 
 # structure: 0 strong short, 1 short, 2 neutral, 3 long, 4 strong long
 # tactical:  0 hold, 1 long, 2 short, 3 flat

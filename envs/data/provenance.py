@@ -26,15 +26,20 @@ _HASHES: dict[tuple, str] = {}  # (path, size, mtime_ns) -> sha256: a run record
 
 
 def file_sha256(path: str | os.PathLike) -> str:
+    """SHA-256 of a file's bytes (read in 1 MB blocks)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _recorded_sha256(path: str | os.PathLike) -> str:
     st = os.stat(path)
     key = (str(Path(path).resolve()), st.st_size, st.st_mtime_ns)
     found = _HASHES.get(key)
     if found is None:
-        h = hashlib.sha256()
-        with open(path, "rb") as f:
-            for block in iter(lambda: f.read(1 << 20), b""):
-                h.update(block)
-        found = _HASHES[key] = h.hexdigest()
+        found = _HASHES[key] = file_sha256(path)
     return found
 
 
@@ -43,7 +48,7 @@ def data_record(path: str | os.PathLike) -> dict:
     import h5py
 
     path = str(Path(path).expanduser().resolve())
-    record = {"path": path, "sha256": file_sha256(path)}
+    record = {"path": path, "sha256": _recorded_sha256(path)}
     with h5py.File(path, "r") as f:
         source = str(f.attrs.get("source", ""))
         match = SYNTHETIC_SOURCE.match(source)
@@ -63,7 +68,7 @@ def locate(record: dict) -> str:
     same bytes, else (synthetic data) the file generated again. Raises
     ``DataError`` naming the file and ``--data`` when neither works."""
     path = record["path"]
-    if os.path.isfile(path) and file_sha256(path) == record["sha256"]:
+    if os.path.isfile(path) and _recorded_sha256(path) == record["sha256"]:
         return path
     synthetic = record.get("synthetic")
     if synthetic is None:

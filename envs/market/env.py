@@ -49,23 +49,12 @@ from envs.market.trading import (
     FULL,
     LONG,
     SHORT,
-    Account,
     target_exposure,
 )
+from envs.market.portfolio import PORTFOLIO_FEATURES, Account, portfolio_features
 
 N_ACTIONS = {"regime": len(REGIME_ACTIONS), "structure": len(STRUCTURE_ACTIONS), "tactical": len(TACTICAL_ACTIONS), "risk": len(RISK_ACTIONS)}
 ACTION_NAMES = {"regime": REGIME_ACTIONS, "structure": STRUCTURE_ACTIONS, "tactical": TACTICAL_ACTIONS, "risk": RISK_ACTIONS}
-PORTFOLIO_FEATURES = (
-    "exposure",  # position value / equity
-    "unrealised_pnl",  # x10, share of initial equity
-    "realised_pnl",  # x10, share of initial equity, net of costs
-    "equity",  # (equity / initial - 1) x10
-    "drawdown",  # (1 - equity / peak) x10
-    "volatility",  # annualised EWMA volatility of closes x5
-    "time_in_trade",  # bars in the current position / 100
-    "trades",  # log(1 + closed round trips) / 2
-    "win_rate",  # share of closed round trips that won (0.5 before the first)
-)
 # Running totals of the episode so far, in every step's infos, so that the
 # metrics of an episode can be read from its last step alone.
 EPISODE_STATS = (
@@ -187,33 +176,6 @@ def calls_vector(last_actions: dict) -> np.ndarray:
         if last >= 0:
             calls[offset + last] = 1.0
     return calls
-
-
-def portfolio_features(
-    account: Account,
-    price: float,
-    equity: float,
-    initial_equity: float,
-    drawdown: float,
-    vol_var: float,
-    bars_per_year: float,
-    time_in_trade: int,
-) -> list[float]:
-    """The risk agent's portfolio state (``PORTFOLIO_FEATURES``), clipped to
-    the feature bound; shared by the env and the live decision path."""
-    closed = account.closed_trades
-    values = (
-        account.units * price / equity,
-        account.unrealised(price) / initial_equity * 10.0,
-        account.realised / initial_equity * 10.0,
-        (equity / initial_equity - 1.0) * 10.0,
-        drawdown * 10.0,
-        math.sqrt(vol_var * bars_per_year) * 5.0,
-        time_in_trade / 100.0,
-        math.log1p(closed) / 2.0,
-        account.winning_trades / closed if closed else 0.5,
-    )
-    return [FEATURE_CLIP if v > FEATURE_CLIP else -FEATURE_CLIP if v < -FEATURE_CLIP else v for v in values]
 
 
 class EpisodeSpan:

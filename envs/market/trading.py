@@ -16,18 +16,17 @@ Joint action to target exposure (signed fraction of equity held in the asset):
   ``max_leverage``), ``none`` (flat), ``no_new_risk`` (refuse anything that
   opens, grows or reverses exposure; reductions still go through).
 
-Fills happen at the next bar's open, moved against the trader by the slippage,
-and pay commission on the traded notional; equity is marked at each close.
+The account that fills these targets is ``envs.market.portfolio``.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from envs.data.bars import REGIME_NAMES
 
 TRADING_ACTIONS_SCHEMA = "target-state-v1"
 # The four roles of the team, in the order every joint action, observation
 # layout and module lists them (the one definition; the trainer imports it).
 AGENTS = ("regime", "structure", "tactical", "risk")
-REGIME_ACTIONS = ("trending", "ranging", "volatile", "transition")
+REGIME_ACTIONS = REGIME_NAMES  # the regime agent calls one of the data's regimes
 STRUCTURE_ACTIONS = ("strong_short", "short", "neutral", "long", "strong_long")
 TACTICAL_ACTIONS = ("hold", "long", "short", "flat")
 RISK_ACTIONS = ("full", "half", "none", "no_new_risk")
@@ -71,70 +70,3 @@ def _opens_risk(exposure: float, target: float) -> bool:
     if exposure == 0.0 or (target > 0) != (exposure > 0):
         return True
     return abs(target) > abs(exposure)
-
-
-@dataclass
-class Fill:
-    units: float  # signed quantity traded
-    price: float  # fill price including slippage
-    commission: float
-    realised: float  # PnL realised by the closed part, net of this fill's commission
-
-
-@dataclass
-class Account:
-    """Cash, units and cost basis. ``equity = cash + units * price`` exactly,
-    and ``equity - initial = realised + unrealised``."""
-
-    initial: float
-    commission_rate: float  # fraction of traded notional
-    slippage_rate: float  # fraction of price, against the trader
-    cash: float = 0.0
-    units: float = 0.0
-    avg_price: float = 0.0
-    realised: float = 0.0
-    costs: float = 0.0
-    trade_pnl: float = 0.0  # realised PnL of the open round trip so far
-    closed_trades: int = 0
-    winning_trades: int = 0
-    last_closed_pnl: float = 0.0  # net PnL of the most recently closed round trip
-
-    def __post_init__(self) -> None:
-        self.cash = self.initial
-
-    def equity(self, price: float) -> float:
-        return self.cash + self.units * price
-
-    def unrealised(self, price: float) -> float:
-        return self.units * (price - self.avg_price)
-
-    def rebalance(self, target_units: float, price: float) -> Fill | None:
-        """Trade to ``target_units`` at ``price`` (before slippage)."""
-        delta = target_units - self.units
-        if delta == 0.0:
-            return None
-        fill_price = price * (1.0 + self.slippage_rate) if delta > 0 else price * (1.0 - self.slippage_rate)
-        commission = abs(delta) * fill_price * self.commission_rate
-        self.cash -= delta * fill_price + commission
-        self.costs += commission + abs(delta) * abs(fill_price - price)
-        realised = -commission
-        old = self.units
-        if old != 0.0 and (delta > 0) != (old > 0):  # closes part or all of the position
-            closed = min(abs(delta), abs(old))
-            realised += closed * (fill_price - self.avg_price) * (1.0 if old > 0 else -1.0)
-        new = old + delta
-        if new == 0.0:
-            self.avg_price = 0.0
-        elif old == 0.0 or (new > 0) != (old > 0):
-            self.avg_price = fill_price  # fresh position (or the reversed remainder)
-        elif abs(new) > abs(old):
-            self.avg_price = (self.avg_price * abs(old) + fill_price * abs(delta)) / abs(new)
-        self.units = new
-        self.realised += realised
-        self.trade_pnl += realised
-        if old != 0.0 and (new == 0.0 or (new > 0) != (old > 0)):
-            self.closed_trades += 1
-            self.winning_trades += self.trade_pnl > 0
-            self.last_closed_pnl = self.trade_pnl
-            self.trade_pnl = 0.0
-        return Fill(units=delta, price=fill_price, commission=commission, realised=realised)

@@ -35,6 +35,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from envs.data.provenance import file_sha256
+
 BUNDLE_FORMAT = "algospace-bundle"
 BUNDLE_VERSION = 1
 MANIFEST_FILE = "manifest.json"
@@ -46,14 +48,6 @@ TRADING_KEYS = ("initial_equity", "commission_bps", "slippage_bps", "max_leverag
 
 class BundleError(ValueError):
     """A bundle that cannot be used (one-line message naming the file)."""
-
-
-def sha256_file(path: str | os.PathLike) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def bundle_size(path: str | os.PathLike) -> int:
@@ -98,7 +92,7 @@ def read_manifest(path: str | os.PathLike, *, verify: bool = True) -> dict:
             fpath = root / rel
             if not fpath.is_file():
                 raise BundleError(f"{fpath}: missing from the bundle")
-            got = sha256_file(fpath)
+            got = file_sha256(fpath)
             if got != expected:
                 raise BundleError(f"{fpath}: checksum mismatch (sha256 {got}, expected {expected}): the bundle is corrupt")
     return manifest

@@ -60,13 +60,12 @@ from envs.market.env import (
     AGENTS,
     CALL_OFFSETS,
     N_ACTIONS,
-    PORTFOLIO_FEATURES,
     VOL_DECAY,
     calls_vector,
-    portfolio_features,
     VOL_WARMUP_BARS,
 )
-from envs.market.trading import Account, Fill, target_exposure
+from envs.market.portfolio import PORTFOLIO_FEATURES, Account, Fill, portfolio_features
+from envs.market.trading import target_exposure
 from rllib_algospace.inference.bundle import TRADING_KEYS, Bundle, BundleError, load_bundle
 
 
