@@ -81,7 +81,7 @@ def main(argv=None) -> int:
     from envs.features.online import OnlineFeatures
     from rllib_algospace.export import export_bundle
     from rllib_algospace.inference import TeamPolicy, bundle_size
-    from rllib_algospace.team_policy import load_team_modules
+    from rllib_algospace.checkpoints import load_team_modules
 
     torch.set_num_threads(args.threads)
     data = args.data or str(default_dataset_path("simple_markets"))

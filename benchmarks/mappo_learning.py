@@ -155,7 +155,7 @@ def make_clone(args, preset: str, seed: int) -> tuple[Path, dict]:
 
 def one_run(args, preset: str, variant: str, seed: int) -> dict:
     from rllib_algospace.config import load_config
-    from rllib_algospace.team_policy import ModuleTeamPolicy, checkpoint_env_overrides, checkpoint_metadata, find_checkpoint
+    from rllib_algospace.checkpoints import ModuleTeamPolicy, checkpoint_env_overrides, checkpoint_metadata, find_checkpoint
     from rllib_algospace.training import dataset_path, train
 
     cfg = load_config(None, {"data.preset": preset, "experiment.seed": seed})

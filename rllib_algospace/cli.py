@@ -135,7 +135,7 @@ def _train(args) -> int:
         return 0
     print(f"best checkpoint: {outcome.best_checkpoint}")
     if outcome.best_checkpoint and not args.no_evaluate:
-        from rllib_algospace.evaluate import evaluate_checkpoint, format_comparison, format_intervals
+        from rllib_algospace.evaluation.checkpoint import evaluate_checkpoint, format_comparison, format_intervals
         from rllib_algospace.evaluation.fresh import FreshMarketError, synthetic_origin
 
         fresh = args.fresh_markets
@@ -172,7 +172,7 @@ def _pretrain(args) -> int:
 
 
 def _evaluate(args) -> int:
-    from rllib_algospace.evaluate import evaluate_checkpoint, format_comparison
+    from rllib_algospace.evaluation.checkpoint import evaluate_checkpoint, format_comparison
 
     report = evaluate_checkpoint(
         args.checkpoint,
@@ -194,13 +194,13 @@ def _evaluate(args) -> int:
         print(format_ensemble_report(report))
         print(f"members and diversity: {report['ensemble_json']}")
     else:
-        from rllib_algospace.evaluate import format_intervals
+        from rllib_algospace.evaluation.checkpoint import format_intervals
 
         print(format_comparison(report["results"]))
         print(format_intervals(report))
     print(f"report: {report['json']} and {report['png']}" + (f"; tear sheet: {report['tear_sheet']}" if report.get("tear_sheet") else ""))
     if "stress" in report:
-        from rllib_algospace.stress import format_stress
+        from rllib_algospace.evaluation.stress import format_stress
 
         print(format_stress(report["stress"]))
         print(f"stress report: {report['stress_md']}, {report['stress_html']} and {report['stress_png']}")
@@ -208,7 +208,7 @@ def _evaluate(args) -> int:
 
 
 def _select(args) -> int:
-    from rllib_algospace.select import format_selection, select_best
+    from rllib_algospace.evaluation.selection import format_selection, select_best
 
     doc = select_best(args.experiment, split=args.split, test_split=args.test_split, out=args.out, data=args.data, n_boot=args.n_boot, seed=args.seed, n_trials=args.n_trials, stress=not args.no_stress)
     print(format_selection(doc))

@@ -326,7 +326,7 @@ def member_algorithm_config(config: Mapping):
 
 def _make_trainable() -> type:
     from rllib_algospace.mappo import MAPPO
-    from rllib_algospace.team_policy import METADATA_FILE
+    from rllib_algospace.checkpoints import METADATA_FILE
 
     class EnsembleMAPPO(MAPPO):
         """MAPPO whose Tune config is ``{"member": i, "algospace_ensemble": spec}``:
@@ -403,7 +403,7 @@ def train_ensemble(spec: EnsembleSpec, *, resume: bool = False) -> EnsembleOutco
     max_concurrent, resources = resolve_ensemble_resources(spec)
     data_path = training.start_experiment(cfg, resources.notes, resume=resume)
     if getattr(getattr(cfg, "training", None), "init_from", None) is not None and not resume:
-        from rllib_algospace.frozen import plan
+        from rllib_algospace.per_agent import plan
 
         for member in members:  # a checkpoint that does not fit a member's networks stops here, before Ray starts
             plan(spec.member_config(member))

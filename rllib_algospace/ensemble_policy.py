@@ -43,7 +43,7 @@ def find_manifest(path: str | os.PathLike) -> Path | None:
 
 def read_manifest(path: str | os.PathLike) -> tuple[Path, dict]:
     """``(manifest path, document)``; raises ``CheckpointError`` (one line)."""
-    from rllib_algospace.team_policy import CheckpointError
+    from rllib_algospace.checkpoints import CheckpointError
 
     manifest = find_manifest(path)
     if manifest is None:
@@ -58,7 +58,7 @@ def read_manifest(path: str | os.PathLike) -> tuple[Path, dict]:
 
 
 def manifest_members(manifest: Path, doc: dict) -> list[tuple[dict, Path]]:
-    from rllib_algospace.team_policy import CheckpointError
+    from rllib_algospace.checkpoints import CheckpointError
 
     out = []
     for entry in doc["members"]:
@@ -106,7 +106,7 @@ class EnsembleTeamPolicy:
     def from_checkpoints(cls, checkpoints: Iterable[str | os.PathLike], *, info: list[dict] | None = None) -> "EnsembleTeamPolicy":
         """Members from checkpoints (or trial/experiment folders: their best
         checkpoint); seed and architecture from each ``algospace.json`` when it has them."""
-        from rllib_algospace.team_policy import ModuleTeamPolicy, checkpoint_metadata, find_checkpoint
+        from rllib_algospace.checkpoints import ModuleTeamPolicy, checkpoint_metadata, find_checkpoint
 
         paths = [find_checkpoint(c) for c in checkpoints]
         if info is None:
@@ -254,7 +254,7 @@ def evaluate_ensemble(
     ``diversity`` and the report paths.
     """
     from rllib_algospace.evaluation import BASELINES, Comparison, evaluate_with_baselines, json_safe, run_policy, write_report
-    from rllib_algospace.team_policy import checkpoint_data, checkpoint_env_overrides, checkpoint_metadata
+    from rllib_algospace.checkpoints import checkpoint_data, checkpoint_env_overrides, checkpoint_metadata
 
     if isinstance(source, EnsembleTeamPolicy):
         policy, manifest = source, getattr(source, "manifest", None)

@@ -68,7 +68,7 @@ class ExportError(ValueError):
 def resolve_members(source: str | os.PathLike) -> tuple[str, list[dict], str | None]:
     """``(kind, members, manifest)``: kind ``"checkpoint"`` or ``"ensemble"``;
     each member ``{"name", "checkpoint", "weight", ...info}``."""
-    from rllib_algospace.team_policy import METADATA_FILE, CheckpointError, find_checkpoint
+    from rllib_algospace.checkpoints import METADATA_FILE, CheckpointError, find_checkpoint
 
     p = Path(source).expanduser()
     if not p.exists():
@@ -292,7 +292,7 @@ def sample_observations(data: Path, env_config: dict, scripted_members: list[dic
     import torch
 
     from envs.market.env import AGENTS, AlgoSpaceMarketEnv
-    from rllib_algospace.team_policy import checkpoint_env_overrides
+    from rllib_algospace.checkpoints import checkpoint_env_overrides
 
     keys = checkpoint_env_overrides(env_config)
     env = AlgoSpaceMarketEnv(**keys, data=str(data), split=SAMPLE_SPLIT, episode_length=0, random_start=False)
@@ -406,7 +406,7 @@ def export_bundle(
     from envs.market.portfolio import PORTFOLIO_FEATURES
     from envs.market.trading import TRADING_ACTIONS_SCHEMA
     from rllib_algospace.inference.bundle import TRADING_KEYS
-    from rllib_algospace.team_policy import checkpoint_data, checkpoint_metadata, load_team_modules
+    from rllib_algospace.checkpoints import checkpoint_data, checkpoint_metadata, load_team_modules
 
     if quantize is True:
         quantize = "auto"

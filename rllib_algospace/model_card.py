@@ -33,7 +33,7 @@ def model_card(manifest: dict, members: list[dict]) -> str:
     """``MODEL_CARD.md``: what the bundle is, what it was trained on and how,
     how it did on the test split and on fresh markets (when the checkpoint
     was evaluated before export), and its limitations."""
-    from rllib_algospace.team_policy import RUN_FILE
+    from rllib_algospace.checkpoints import RUN_FILE
 
     lines = [f"# Model card: {Path(manifest['source']['path']).name}", ""]
     lines += [f"Exported {manifest['created']} from {manifest['source']['kind']} `{manifest['source']['path']}`: "

@@ -57,7 +57,7 @@ from envs.market.trading import (
 )
 
 __all__ = [
-    "TeamPolicy",
+    "JointPolicy",
     "AgentRule",
     "flat_policy",
     "buy_and_hold_policy",
@@ -79,8 +79,9 @@ AgentRule = Callable[[np.ndarray], int]
 
 
 @runtime_checkable
-class TeamPolicy(Protocol):
-    """``policy(observations) -> {agent: greedy action}`` for every agent present."""
+class JointPolicy(Protocol):
+    """``policy(observations) -> {agent: greedy action}`` for every agent
+    present: what evaluation runs (the live class is ``inference.TeamPolicy``)."""
 
     def __call__(self, observations: Observations) -> Actions: ...
 
@@ -311,7 +312,7 @@ def random_policy(seed: int | None = 0) -> RandomTeamPolicy:
     return RandomTeamPolicy(seed)
 
 
-def compose_policy(agent_policies: Mapping[str, AgentRule], base: TeamPolicy | None = None) -> Callable[[Observations], Actions]:
+def compose_policy(agent_policies: Mapping[str, AgentRule], base: JointPolicy | None = None) -> Callable[[Observations], Actions]:
     """A team policy that asks ``agent_policies[agent](obs)`` for the agents
     listed there and ``base`` (default: the rule baseline) for the others."""
     unknown = sorted(set(agent_policies) - set(AGENTS))

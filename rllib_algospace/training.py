@@ -222,12 +222,12 @@ def build_algorithm_config(cfg: TrainConfig, *, data_path: str | None = None, re
         .callbacks(rllib_callbacks(cfg))
         .debugging(seed=cfg.experiment.seed)
     )
-    from rllib_algospace import frozen  # per-agent training: frozen agents, --init-from
+    from rllib_algospace import per_agent  # per-agent training: frozen agents, --init-from
 
-    init = frozen.plan(cfg)
-    for line in frozen.describe(cfg, init):
+    init = per_agent.plan(cfg)
+    for line in per_agent.describe(cfg, init):
         print(line)
-    frozen.configure(config, init)
+    per_agent.configure(config, init)
     if amp is not None:
         import torch
 
@@ -358,10 +358,10 @@ def run_record(cfg: TrainConfig, data_path: str, warm_start: str | None) -> dict
 def write_run_record(cfg: TrainConfig, data_path: str, warm_start: str | None) -> str | None:
     """``algospace_run.json`` in the experiment folder (local storage), written
     atomically; the score it records ranks the run's checkpoints everywhere
-    (``team_policy.best_checkpoints``)."""
+    (``checkpoints.best_checkpoints``)."""
     import json
 
-    from rllib_algospace.team_policy import RUN_FILE
+    from rllib_algospace.checkpoints import RUN_FILE
 
     if cfg.experiment.storage_is_uri:
         return None
@@ -490,7 +490,7 @@ def train(cfg: TrainConfig, *, resume: bool = False) -> TrainOutcome:
     if cfg.curriculum.stages:
         print("curriculum: " + " -> ".join(f"{s.name} ({s.episodes} episodes)" for s in cfg.curriculum.stages))
     if cfg.training.init_from is not None and not resume:
-        from rllib_algospace.frozen import plan
+        from rllib_algospace.per_agent import plan
 
         plan(cfg)  # a checkpoint that does not fit this run stops here, before Ray starts
     path = experiment_path(cfg)
@@ -558,12 +558,12 @@ def trial_dirname(trial) -> str:
 
 def _outcome(cfg: TrainConfig, path: str, grid) -> TrainOutcome:
     from rllib_algospace.artifacts import describe_failure
-    from rllib_algospace.team_policy import CheckpointError, find_checkpoint
+    from rllib_algospace.checkpoints import CheckpointError, find_checkpoint
 
     result = grid[0]
     metrics = result.metrics or {}
     best = None
-    try:  # the one definition of the best checkpoint (team_policy.best_checkpoints)
+    try:  # the one definition of the best checkpoint (checkpoints.best_checkpoints)
         best = str(find_checkpoint(result.path)) if result.path and not cfg.experiment.storage_is_uri else None
     except CheckpointError:
         best = None

@@ -51,7 +51,7 @@ def test_the_newest_complete_checkpoint_goes_by_iteration_not_name(tmp_path):
 def test_readers_skip_an_incomplete_checkpoint_with_a_warning(tmp_path, capsys):
     import pytest
 
-    from rllib_algospace.team_policy import CheckpointError, best_checkpoints, find_checkpoint
+    from rllib_algospace.checkpoints import CheckpointError, best_checkpoints, find_checkpoint
 
     trial = tmp_path / "exp" / "MAPPO_x"
     _checkpoint(trial / "checkpoint_000000", 1)
@@ -97,7 +97,7 @@ def test_a_result_line_cut_short_by_a_kill_is_dropped_before_resume(tmp_path):
     """Tune appends to a resumed trial's result files: a half-written last
     line would run into the next iteration's line and hide both."""
     from rllib_algospace.artifacts import prepare_resume
-    from rllib_algospace.team_policy import trial_scores
+    from rllib_algospace.checkpoints import trial_scores
 
     trial = tmp_path / "MAPPO_env_0"
     trial.mkdir()

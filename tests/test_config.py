@@ -11,7 +11,7 @@ import yaml
 
 from rllib_algospace.config import (
     DATA_PRESETS,
-    AlgorithmConfig,
+    AlgorithmSection,
     ConfigError,
     TrainConfig,
     load_config,
@@ -314,7 +314,7 @@ def test_lambda_alias(tmp_path):
     assert load_config(_write(tmp_path, "algorithm:\n  lambda: 0.9\n"), {"algorithm.lambda_": 0.6}).algorithm.lambda_ == 0.6
     msg = str(_error(_write(tmp_path, "algorithm:\n  lambda: 0.9\n  lambda_: 0.9\n")))
     assert "algorithm.lambda and algorithm.lambda_ are the same key" in msg
-    assert "lambda_" in {f for f in AlgorithmConfig.__dataclass_fields__}
+    assert "lambda_" in {f for f in AlgorithmSection.__dataclass_fields__}
 
 
 def test_auto_values(tmp_path):

@@ -183,7 +183,7 @@ def test_find_manifest(tmp_path):
     assert find_manifest(tmp_path / "other.json") is None
     (tmp_path / MANIFEST_FILE).write_text('{"kind": "algospace-ensemble", "members": []}')
     assert find_manifest(tmp_path) == tmp_path / MANIFEST_FILE == find_manifest(tmp_path / MANIFEST_FILE)
-    from rllib_algospace.team_policy import CheckpointError
+    from rllib_algospace.checkpoints import CheckpointError
 
     with pytest.raises(CheckpointError, match="no member has a checkpoint"):
         EnsembleTeamPolicy.from_manifest(tmp_path)
@@ -283,7 +283,7 @@ def test_two_members_train_as_one_experiment_and_write_the_manifest(trained):
 @pytest.mark.ray
 def test_ensemble_probabilities_are_the_members_mean(trained, market_file):
     from envs import algospace_market
-    from rllib_algospace.team_policy import ModuleTeamPolicy
+    from rllib_algospace.checkpoints import ModuleTeamPolicy
 
     _, outcome, _ = trained
     ensemble = EnsembleTeamPolicy.from_manifest(outcome.manifest_path)
@@ -333,7 +333,7 @@ def test_members_and_ensemble_evaluated_side_by_side(trained, tmp_path):
 @pytest.mark.ray
 def test_cli_evaluate_accepts_the_manifest_and_the_folder(trained, tmp_path, capsys):
     from rllib_algospace.cli import main
-    from rllib_algospace.evaluate import evaluate_checkpoint
+    from rllib_algospace.evaluation.checkpoint import evaluate_checkpoint
 
     _, outcome, _ = trained
     args = ["--split", "val", "--episodes", "1", "--episode-length", "100"]

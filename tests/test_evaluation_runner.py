@@ -228,7 +228,7 @@ def test_no_ray_or_torch_imported():
 
 
 def test_comparison_table_blanks_agent_metrics_of_fixed_baselines():
-    from rllib_algospace.evaluate import format_comparison
+    from rllib_algospace.evaluation.checkpoint import format_comparison
 
     row = {"total_return": 0.01, "sharpe": 1.0, "sortino": 1.5, "calmar": 2.0, "max_drawdown": 0.02, "win_rate": 0.5, "profit_factor": 1.2, "trades": 3, "exposure": 0.5, "consensus_rate": 1.0, "regime_accuracy": 0.6}
     text = format_comparison({"team": row, "buy_and_hold": row, "flat": row, "rule": row})

@@ -134,7 +134,7 @@ def test_torchscript_actors_give_the_rlmodules_logits(bundle, tiny_checkpoint, m
 
     from envs.market.env import AlgoSpaceMarketEnv
     from rllib_algospace.inference import load_bundle
-    from rllib_algospace.team_policy import ModuleTeamPolicy
+    from rllib_algospace.checkpoints import ModuleTeamPolicy
 
     path, _ = bundle
     actors = load_bundle(path).actors[0]
@@ -224,7 +224,7 @@ def test_export_errors_are_one_line(tmp_path):
 
 
 def test_damaged_checkpoints_are_named_in_one_line(tiny_checkpoint, tmp_path):
-    from rllib_algospace.team_policy import CheckpointError, checkpoint_metadata, load_team_module
+    from rllib_algospace.checkpoints import CheckpointError, checkpoint_metadata, load_team_module
 
     bad_meta = tmp_path / "bad_meta"
     shutil.copytree(tiny_checkpoint, bad_meta)

@@ -114,7 +114,7 @@ def test_sortino_from_daily_returns_beside_sharpe():
     import numpy as np
 
     from rllib_algospace.evaluation.fresh import daily_returns, series_metrics
-    from rllib_algospace.metrics import sortino_ratio
+    from rllib_algospace.evaluation.metrics import sortino_ratio
 
     rng = np.random.default_rng(0)
     r = rng.normal(2e-5, 1e-3, 288 * 60)

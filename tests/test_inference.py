@@ -44,7 +44,7 @@ def test_on_bar_matches_env_and_rllib_modules_over_the_test_split(bundle, bars, 
     same bars, and the same simulated portfolio."""
     from envs.market.env import AlgoSpaceMarketEnv
     from rllib_algospace.inference import TeamPolicy
-    from rllib_algospace.team_policy import ModuleTeamPolicy
+    from rllib_algospace.checkpoints import ModuleTeamPolicy
 
     policy = TeamPolicy.load(bundle)
     modules = ModuleTeamPolicy.from_checkpoint(tiny_checkpoint)

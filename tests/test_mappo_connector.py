@@ -363,7 +363,7 @@ def test_team_env_layout_and_rewards(market_file):
 def test_checkpoints_of_the_old_schema_are_refused(tmp_path):
     import json
 
-    from rllib_algospace.team_policy import CheckpointError, load_team_module
+    from rllib_algospace.checkpoints import CheckpointError, load_team_module
 
     old = tmp_path / "checkpoint_000001"
     old.mkdir()

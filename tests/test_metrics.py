@@ -4,7 +4,7 @@ import math
 import numpy as np
 import pytest
 
-from rllib_algospace.metrics import EpisodeRecord, max_drawdown, trading_metrics
+from rllib_algospace.evaluation.metrics import EpisodeRecord, max_drawdown, trading_metrics
 
 # returns +10%, -10%, +10%, +20%
 EQUITY = [100.0, 110.0, 99.0, 108.9, 130.68]

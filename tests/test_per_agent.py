@@ -140,7 +140,7 @@ def _equal(a, b):
 
 
 def _checkpoint_module(checkpoint):
-    from rllib_algospace.team_policy import load_team_module
+    from rllib_algospace.checkpoints import load_team_module
 
     module = load_team_module(checkpoint)
     return module, {p: {k: v.detach().clone() for k, v in _part(module, p).state_dict().items()} for p in PARTS}
@@ -187,7 +187,7 @@ def test_init_from_loads_weights_and_frozen_agents_stay_unchanged(ray_session, t
 def test_rule_frozen_run_trains_then_continues_jointly(ray_session, tmp_path):
     from rllib_algospace.mappo.modules import Actor, RuleActor
     from rllib_algospace.policies import rule_action
-    from rllib_algospace.team_policy import ModuleTeamPolicy
+    from rllib_algospace.checkpoints import ModuleTeamPolicy
     from rllib_algospace.training import build_algorithm_config, train
 
     # through Tune (what `algospace train --train-agents structure,tactical --frozen-policy rule` runs)

@@ -12,7 +12,7 @@ import pytest
 from envs.data.dataset import synth_market_file
 from envs.data.errors import DataError
 from envs.data.provenance import data_record, file_sha256, locate
-from rllib_algospace.team_policy import CheckpointError, checkpoint_data, checkpoint_metadata
+from rllib_algospace.checkpoints import CheckpointError, checkpoint_data, checkpoint_metadata
 
 
 @pytest.fixture()

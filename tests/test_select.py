@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from rllib_algospace import select, team_policy
+from rllib_algospace import checkpoints
+from rllib_algospace.evaluation import selection
 
 
 # -- discovery (no Ray) ---------------------------------------------------------------------------
@@ -31,7 +32,7 @@ def test_discovery_picks_each_trials_best_checkpoint(tmp_path):
     (root / "ens").mkdir()
     (root / "ens" / "ensemble.json").write_text(json.dumps({"kind": "algospace-ensemble", "members": [{"name": "m0", "checkpoint": "../a/MAPPO_1/checkpoint_000001"}]}))
     (root / "other.json").write_text("{}")
-    cands, trials = select.discover_candidates(root)
+    cands, trials = selection.discover_candidates(root)
     by_name = {c.name: c for c in cands}
     assert set(by_name) == {"a/MAPPO_1", "a/MAPPO_2", "b/MAPPO_3", "ensemble:ens"}
     assert trials == 4
@@ -39,11 +40,11 @@ def test_discovery_picks_each_trials_best_checkpoint(tmp_path):
     assert by_name["a/MAPPO_2"].path.endswith("checkpoint_000001") and by_name["a/MAPPO_2"].score is None and "latest" in by_name["a/MAPPO_2"].note
     assert by_name["b/MAPPO_3"].score == -1.0
     assert by_name["ensemble:ens"].kind == "ensemble"
-    assert team_policy.trial_scores(root / "a" / "MAPPO_1") == {1: 0.5, 2: 2.0, 3: 1.0}
-    cands, _ = select.discover_candidates(root, mode="min")
+    assert checkpoints.trial_scores(root / "a" / "MAPPO_1") == {1: 0.5, 2: 2.0, 3: 1.0}
+    cands, _ = selection.discover_candidates(root, mode="min")
     assert {c.name: c.score for c in cands}["a/MAPPO_1"] == 0.5
     # a checkpoint folder itself is one candidate
-    cands, _ = select.discover_candidates(root / "a" / "MAPPO_1" / "checkpoint_000002")
+    cands, _ = selection.discover_candidates(root / "a" / "MAPPO_1" / "checkpoint_000002")
     assert [c.path for c in cands] == [str(root / "a" / "MAPPO_1" / "checkpoint_000002")]
 
 
@@ -53,13 +54,13 @@ def test_one_definition_of_the_best_checkpoint(tmp_path):
     root = tmp_path / "exp"
     _fake_trial(root / "MAPPO_1", {1: 0.5, 2: 2.0, 3: 1.0}, [1, 2, 3])
     _fake_trial(root / "MAPPO_2", {1: 2.5, 2: -1.0}, [1, 2])
-    assert team_policy.find_checkpoint(root) == root / "MAPPO_2" / "checkpoint_000000"  # val_sharpe 2.5
-    assert team_policy.find_checkpoint(root / "MAPPO_1") == root / "MAPPO_1" / "checkpoint_000001"  # 2.0, not the newest
+    assert checkpoints.find_checkpoint(root) == root / "MAPPO_2" / "checkpoint_000000"  # val_sharpe 2.5
+    assert checkpoints.find_checkpoint(root / "MAPPO_1") == root / "MAPPO_1" / "checkpoint_000001"  # 2.0, not the newest
     # the run's configured score and mode, as `algospace train` records them
-    (root / team_policy.RUN_FILE).write_text(json.dumps({"config": {"experiment": {"checkpoint": {"score": "val_sharpe", "score_mode": "min"}}}}))
-    assert team_policy.find_checkpoint(root) == root / "MAPPO_2" / "checkpoint_000001"  # -1.0 is best when lower is better
-    assert team_policy.find_checkpoint(root / "MAPPO_1") == root / "MAPPO_1" / "checkpoint_000000"
-    cands, _ = select.discover_candidates(root, score="val_sharpe", mode="min")
+    (root / checkpoints.RUN_FILE).write_text(json.dumps({"config": {"experiment": {"checkpoint": {"score": "val_sharpe", "score_mode": "min"}}}}))
+    assert checkpoints.find_checkpoint(root) == root / "MAPPO_2" / "checkpoint_000001"  # -1.0 is best when lower is better
+    assert checkpoints.find_checkpoint(root / "MAPPO_1") == root / "MAPPO_1" / "checkpoint_000000"
+    cands, _ = selection.discover_candidates(root, score="val_sharpe", mode="min")
     assert {c.name: c.path for c in cands} == {"MAPPO_1": str(root / "MAPPO_1" / "checkpoint_000000"), "MAPPO_2": str(root / "MAPPO_2" / "checkpoint_000001")}
 
 
@@ -125,7 +126,7 @@ def test_select_ranks_reports_and_tests_the_winner_once(experiment, small_market
     monkeypatch.setattr(runner, "run_policy", counting)
     monkeypatch.setattr(evaluation, "run_policy", counting)
 
-    doc = select.select_best(root, out=tmp_path / "sel", n_boot=200, seed=0)
+    doc = selection.select_best(root, out=tmp_path / "sel", n_boot=200, seed=0)
     names = [c["name"] for c in doc["candidates"]]
     assert len(names) == 3 and "ensemble:runs" in names
     assert {c["path"] for c in doc["candidates"] if c["kind"] == "checkpoint"} == set(best)
@@ -171,7 +172,7 @@ def test_select_ranks_reports_and_tests_the_winner_once(experiment, small_market
         assert f"({image})" in md and f'src="{image}"' in html
     assert "Deflated" in md or "DSR" in md
     assert not list((tmp_path / "sel").glob(".*.tmp"))  # atomic writes leave nothing behind
-    text = select.format_selection(doc)
+    text = selection.format_selection(doc)
     assert "chosen:" in text and top["name"][-30:] in text
 
 
@@ -209,4 +210,4 @@ def test_a_half_written_progress_row_is_skipped(tmp_path):
     trial = tmp_path / "MAPPO_1"
     trial.mkdir()
     (trial / "progress.csv").write_text("training_iteration,val_sharpe\n1,0.5\n2,1.5\n3")
-    assert team_policy.trial_scores(trial) == {1: 0.5, 2: 1.5}
+    assert checkpoints.trial_scores(trial) == {1: 0.5, 2: 1.5}

@@ -4,7 +4,7 @@ import math
 import numpy as np
 import pytest
 
-from rllib_algospace import stats
+from rllib_algospace.evaluation import stats
 
 
 def _phi(x: float) -> float:
@@ -46,7 +46,7 @@ def test_block_structure():
 
 
 def test_sharpe_matches_the_project_metric():
-    from rllib_algospace.metrics import trading_metrics
+    from rllib_algospace.evaluation.metrics import trading_metrics
 
     rng = np.random.default_rng(0)
     r = rng.normal(1e-4, 1e-3, 500)

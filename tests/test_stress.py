@@ -11,7 +11,8 @@ from envs.data import stress as market_stress
 from envs.data.bars import PRICE_FIELDS, aggregate_bars
 from envs.data.provenance import file_sha256
 from envs.data.store import read_attrs, validate_market_file
-from rllib_algospace import reporting, stress
+from rllib_algospace import reports
+from rllib_algospace.evaluation import stress
 from rllib_algospace.evaluation import evaluate_with_baselines, run_policy, write_report
 from rllib_algospace.evaluation.runner import regime_name
 from rllib_algospace.policies import buy_and_hold_policy, flat_policy, rule_policy
@@ -173,10 +174,10 @@ def test_stress_report_for_the_rule_baseline(original, tmp_path):
     from rllib_algospace.evaluation import json_safe
 
     json.loads(json.dumps(json_safe(dict(result)), allow_nan=False))
-    md = reporting.to_markdown(stress.stress_blocks(result, image="stress.png"))
+    md = reports.to_markdown(stress.stress_blocks(result, image="stress.png"))
     assert all(name in md for name in stress.SCENARIOS) and "stress_test_score" in md
-    assert "<table>" in reporting.to_html(stress.stress_blocks(result), "t")
-    reporting.atomic_figure(tmp_path / "stress.png", stress.stress_figure(result))
+    assert "<table>" in reports.to_html(stress.stress_blocks(result), "t")
+    reports.atomic_figure(tmp_path / "stress.png", stress.stress_figure(result))
     assert (tmp_path / "stress.png").stat().st_size > 0
     assert "stress_test_score" in stress.format_stress(result)
     # a custom scenario set with parameters

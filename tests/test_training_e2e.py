@@ -23,8 +23,8 @@ def _quick(market_file, storage, name, **extra):
 
 
 def test_two_iterations_train_the_team_and_critic_and_evaluate(ray_session, market_file, tmp_path):
-    from rllib_algospace.evaluate import evaluate_checkpoint
-    from rllib_algospace.team_policy import checkpoint_metadata
+    from rllib_algospace.evaluation.checkpoint import evaluate_checkpoint
+    from rllib_algospace.checkpoints import checkpoint_metadata
     from rllib_algospace.training import train
 
     outcome = train(_quick(market_file, tmp_path / "results", "e2e"))
@@ -53,7 +53,7 @@ def test_independent_ppo_baseline_trains(ray_session, market_file, tmp_path):
     # no critic warm-up: the one iteration trains the actors too
     outcome = train(_quick(market_file, tmp_path, "ippo", **{"algorithm.centralized_critic": False, "experiment.stop.training_iteration": 1, "algorithm.critic_warmup_steps": 0}))
     assert outcome.error is None and outcome.iterations == 1
-    from rllib_algospace.team_policy import load_team_module
+    from rllib_algospace.checkpoints import load_team_module
 
     team = outcome.metrics["learners"]["default_policy"]
     assert team["num_module_steps_trained"] > 0 and "policy_loss" in team["risk"]
@@ -251,7 +251,7 @@ def test_progress_line_shows_the_latest_figures_and_no_nan(capsys):
 def test_relative_checkpoint_paths_work(tiny_checkpoint, tmp_path, monkeypatch):
     import os
 
-    from rllib_algospace.team_policy import find_checkpoint, load_team_module
+    from rllib_algospace.checkpoints import find_checkpoint, load_team_module
 
     monkeypatch.chdir(os.path.dirname(tiny_checkpoint))
     relative = os.path.basename(tiny_checkpoint)
@@ -265,7 +265,7 @@ def test_cost_warmup_scales_the_training_envs_only(ray_session, market_file, tmp
     ``cost_scale``); the checkpoint records the full costs, so validation and
     evaluation pay them."""
     from rllib_algospace.callbacks import cost_scale_at
-    from rllib_algospace.team_policy import checkpoint_env_overrides, checkpoint_metadata
+    from rllib_algospace.checkpoints import checkpoint_env_overrides, checkpoint_metadata
     from rllib_algospace.training import train
 
     assert [cost_scale_at(s, 1000) for s in (0, 250, 1000, 5000)] == [0.0, 0.25, 1.0, 1.0] and cost_scale_at(10, 0) == 1.0

@@ -103,7 +103,7 @@ resume = session.can_resume(EXPERIMENT)
 print("resuming" if resume else "starting", session.experiment_name(EXPERIMENT))""",
         """outcome = train(config, resume=resume)
 print(outcome.experiment_path, outcome.iterations, "iterations; best:", outcome.best_checkpoint)""",
-        """from rllib_algospace.evaluate import evaluate_checkpoint, format_comparison
+        """from rllib_algospace.evaluation.checkpoint import evaluate_checkpoint, format_comparison
 
 if outcome.best_checkpoint and not outcome.interrupted:
     report = evaluate_checkpoint(outcome.best_checkpoint, split="test")
@@ -166,7 +166,7 @@ print("solo training:", solo_outcome.iterations, "iterations; best:", solo_outco
 }, check_files=True)
 joint_outcome = train(joint, resume=session.can_resume(joint_name))
 print("joint training:", joint_outcome.iterations, "iterations; best:", joint_outcome.best_checkpoint)''',
-            '''from rllib_algospace.evaluate import evaluate_checkpoint, format_comparison
+            '''from rllib_algospace.evaluation.checkpoint import evaluate_checkpoint, format_comparison
 
 report = evaluate_checkpoint(joint_outcome.best_checkpoint, split="val", episodes=1 if QUICK else None, full_split=not QUICK, episode_length=256)
 print(format_comparison(report["results"]))''',
@@ -253,7 +253,7 @@ experiment = session.experiment_dir(EXPERIMENT)
 if QUICK and not experiment.exists():  # two tiny runs to choose from
     for seed in (0, 1):
         train(load_config(None, {**quick_overrides(), "experiment.storage_path": str(experiment), "experiment.name": f"seed{seed}", "experiment.seed": seed, "experiment.stop.training_iteration": 1}))""",
-        """from rllib_algospace.select import format_selection, select_best
+        """from rllib_algospace.evaluation.selection import format_selection, select_best
 
 selection = select_best(experiment, split="val", n_boot=200 if QUICK else 2000, stress=not QUICK)
 print(format_selection(selection))""",
@@ -277,7 +277,7 @@ from rllib_algospace.training import train
 experiment = session.experiment_dir(EXPERIMENT)
 if QUICK and not experiment.exists():  # a tiny model to export
     train(load_config(None, {**quick_overrides(), "experiment.storage_path": str(experiment), "experiment.name": "seed0", "experiment.stop.training_iteration": 1}))""",
-        """from rllib_algospace.select import format_selection, select_best
+        """from rllib_algospace.evaluation.selection import format_selection, select_best
 
 selection = select_best(experiment, split="val", n_boot=200 if QUICK else 2000, stress=not QUICK)
 print(format_selection(selection))
@@ -293,7 +293,7 @@ import numpy as np
 
 from envs.data.reader import MarketData
 from rllib_algospace.inference import TeamPolicy
-from rllib_algospace.team_policy import checkpoint_metadata
+from rllib_algospace.checkpoints import checkpoint_metadata
 
 policy = TeamPolicy.load(bundle)
 market = MarketData(checkpoint_metadata(chosen)["env_config"]["data"])

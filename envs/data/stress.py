@@ -34,7 +34,7 @@ unchanged; a level shift (crash, gap) carries on to the end of the split.
 ``overnight_gap``    bar ``at`` (0.5) opens ``gap`` (-5%) away from the
                      previous close (the whole bar moves with it); the level
                      stays shifted afterwards.
-Each scenario's meaning and parameters: ``rllib_algospace.stress``, which
+Each scenario's meaning and parameters: ``rllib_algospace.evaluation.stress``, which
 runs a team through them.
 """
 from __future__ import annotations

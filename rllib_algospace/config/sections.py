@@ -23,7 +23,7 @@ def section_field(cls: type) -> Any:
 
 
 @dataclass(frozen=True)
-class StopConfig:
+class StopSection:
     """When a trial stops: the first of these reached (null = not used; at least one is set)."""
 
     training_iteration: int | None = option(200, Int(lo=1, optional=True))
@@ -45,7 +45,7 @@ class StopConfig:
 
 
 @dataclass(frozen=True)
-class CheckpointConfig:
+class CheckpointSection:
     every_iterations: int = option(10, Int(lo=0))  # 0: no periodic checkpoint by iterations
     every_minutes: float | None = option(30.0, Float(lo=0, optional=True))  # 0/null: none by time
     keep: int | None = option(3, Int(lo=1, optional=True))  # best K by score, plus the latest; null keeps all
@@ -54,20 +54,20 @@ class CheckpointConfig:
 
 
 @dataclass(frozen=True)
-class WandbConfig:
+class WandbSection:
     enabled: bool = option(False, Bool())
     project: str = option("rllib-algospace", Str())
     group: str | None = option(None, Str(optional=True))
 
 
 @dataclass(frozen=True)
-class ExperimentConfig:
+class ExperimentSection:
     name: str = option("mappo", Str(check=check_experiment_name))
     storage_path: str = option("~/algospace_results", Str())  # local paths: ~ expanded, made absolute
     seed: int = option(0, Int(lo=0))
-    stop: StopConfig = section_field(StopConfig)
-    checkpoint: CheckpointConfig = section_field(CheckpointConfig)
-    wandb: WandbConfig = section_field(WandbConfig)
+    stop: StopSection = section_field(StopSection)
+    checkpoint: CheckpointSection = section_field(CheckpointSection)
+    wandb: WandbSection = section_field(WandbSection)
     verbose: int = option(1, Int(lo=0, hi=3))
 
     def __post_init__(self):
@@ -80,7 +80,7 @@ class ExperimentConfig:
 
 
 @dataclass(frozen=True)
-class DataConfig:
+class DataSection:
     path: str | None = option(None, Str(optional=True, check=check_local_file_name))  # absolute once loaded
     preset: str = option("simple_markets", Str(choices=DATA_PRESETS))
 
@@ -90,7 +90,7 @@ class DataConfig:
 
 
 @dataclass(frozen=True)
-class AlgorithmConfig:
+class AlgorithmSection:
     centralized_critic: bool = option(True, Bool())
     critic_input: str = option("state", Str(choices=CRITIC_INPUTS))
     lr: float = option(3.0e-4, Float(lo=0, lo_open=True))
@@ -152,7 +152,7 @@ class CurriculumStage:
 
 class _StageList(Kind):
     """A list of stage mappings; each is checked (with its own dotted key) in
-    ``CurriculumConfig._cross``."""
+    ``CurriculumSection._cross``."""
 
     def expected(self):
         return "a list of stages ({name, episodes, promote_when})"
@@ -200,7 +200,7 @@ def _stage(raw: Any, key: str, ctx: "ConfigContext") -> CurriculumStage:
 
 
 @dataclass(frozen=True)
-class CurriculumConfig:
+class CurriculumSection:
     """Training stages, easiest first (empty: no curriculum); see
     ``rllib_algospace.curriculum``."""
 
@@ -240,9 +240,9 @@ class _AgentList(Kind):
 
 
 @dataclass(frozen=True)
-class PerAgentConfig:
+class PerAgentSection:
     """Train some agents while the others stay frozen (section ``training``);
-    see ``rllib_algospace.frozen``."""
+    see ``rllib_algospace.per_agent``."""
 
     train_agents: tuple[str, ...] | None = option(None, _AgentList())  # null: all agents train
     init_from: str | None = option(None, Str(optional=True, check=check_local_file_name))  # checkpoint (or trial/experiment folder) to start from
@@ -277,7 +277,7 @@ class PerAgentConfig:
 
 
 @dataclass(frozen=True)
-class ResourcesConfig:
+class ResourcesSection:
     num_env_runners: int | str = option("auto", AutoOr(lo=0, integer=True))  # "auto": resolved from os.cpu_count() later
     num_envs_per_env_runner: int = option(64, Int(lo=1))
     num_learners: int = option(0, Int(lo=0))
@@ -287,7 +287,7 @@ class ResourcesConfig:
 
 
 @dataclass(frozen=True)
-class EvaluationConfig:
+class EvaluationSection:
     every_iterations: int = option(10, Int(lo=0))  # 0: no periodic validation
     split: str = option("val", Str(choices=SPLITS))
     episodes: int = option(2, Int(lo=1))  # ignored when full_split

@@ -12,7 +12,7 @@ import yaml
 
 from envs.market.config import MarketEnvConfig
 from rllib_algospace.config.values import Bool, ConfigContext, ConfigError, DATA_PRESETS, DEFAULTS_SOURCE, ENV_EXCLUDED_KEYS, FAILED, Float, Int, Kind, OVERRIDES_SOURCE, Str, StrMap, as_mapping, check_local_file_name, is_uri, join_key, normalize_local_path, short_repr
-from rllib_algospace.config.sections import AlgorithmConfig, CurriculumConfig, DataConfig, EvaluationConfig, ExperimentConfig, PerAgentConfig, ResourcesConfig, section_field, to_plain
+from rllib_algospace.config.sections import AlgorithmSection, CurriculumSection, DataSection, EvaluationSection, ExperimentSection, PerAgentSection, ResourcesSection, section_field, to_plain
 from rllib_algospace.config.yaml_files import YamlLoader, copy_tree, find_cycle, read_yaml
 
 
@@ -22,14 +22,14 @@ class TrainConfig:
     dict of :class:`MarketEnvConfig` keys the user set), ``algorithm``,
     ``resources``, ``evaluation``. ``source`` names where it came from."""
 
-    experiment: ExperimentConfig = section_field(ExperimentConfig)
-    data: DataConfig = section_field(DataConfig)
+    experiment: ExperimentSection = section_field(ExperimentSection)
+    data: DataSection = section_field(DataSection)
     env: dict = field(default_factory=dict, metadata={"env": True})
-    algorithm: AlgorithmConfig = section_field(AlgorithmConfig)
-    resources: ResourcesConfig = section_field(ResourcesConfig)
-    evaluation: EvaluationConfig = section_field(EvaluationConfig)
-    curriculum: CurriculumConfig = section_field(CurriculumConfig)
-    training: PerAgentConfig = section_field(PerAgentConfig)
+    algorithm: AlgorithmSection = section_field(AlgorithmSection)
+    resources: ResourcesSection = section_field(ResourcesSection)
+    evaluation: EvaluationSection = section_field(EvaluationSection)
+    curriculum: CurriculumSection = section_field(CurriculumSection)
+    training: PerAgentSection = section_field(PerAgentSection)
     source: str = field(default=DEFAULTS_SOURCE, compare=False, repr=False, metadata={"internal": True})
 
     def __post_init__(self):

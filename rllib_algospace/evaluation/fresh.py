@@ -11,7 +11,7 @@ files is refused.
 Daily returns: the equity at the last bar of each UTC day, chained over the
 runs; annualised with 252 days a year (the quant convention). Per-bar Sharpe is
 annualised with the data's bars per year. Intervals: stationary block
-bootstrap (``rllib_algospace.stats.sharpe_ci``), seeded.
+bootstrap (``rllib_algospace.evaluation.stats.sharpe_ci``), seeded.
 """
 from __future__ import annotations
 
@@ -82,8 +82,8 @@ def daily_returns(step_return: np.ndarray, timestamp: np.ndarray) -> np.ndarray:
 def series_metrics(step_return, timestamp, trade_pnls, agreed, entry_proposed, *, bars_per_year: float, n_boot: int = 1000, seed: int = 0, with_consensus: bool = True) -> dict:
     """Return, drawdown, trades and both Sharpe ratios (with 95% intervals) of
     one chained return series."""
-    from rllib_algospace.metrics import max_drawdown, sortino_ratio
-    from rllib_algospace.stats import sharpe_ci
+    from rllib_algospace.evaluation.metrics import max_drawdown, sortino_ratio
+    from rllib_algospace.evaluation.stats import sharpe_ci
 
     r = np.asarray(step_return, dtype=np.float64)
     daily = daily_returns(r, timestamp)

@@ -37,9 +37,9 @@ import numpy as np
 from envs.market.env import AGENTS
 from envs.market.trading import REGIME_ACTIONS
 from rllib_algospace.artifacts import write_atomically
-from rllib_algospace.metrics import EpisodeRecord
+from rllib_algospace.evaluation.metrics import EpisodeRecord
 from rllib_algospace.policies import RuleTeamPolicy, buy_and_hold_policy, flat_policy
-from rllib_algospace.stats import sharpe_ratio
+from rllib_algospace.evaluation.stats import sharpe_ratio
 
 RUNNER_KEYS = ("data", "split", "episode_length", "random_start", "render_mode")
 SUMMARY_KEYS = ("total_return", "sharpe", "sortino", "calmar", "max_drawdown", "win_rate", "profit_factor", "trades", "exposure", "consensus_rate", "regime_accuracy")

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from rllib_algospace.evaluation.fresh import DAYS_PER_YEAR, daily_returns
-from rllib_algospace.metrics import max_drawdown, sortino_ratio
+from rllib_algospace.evaluation.metrics import max_drawdown, sortino_ratio
 
 ROLLING_DAYS = 20
 WORST_DRAWDOWNS = 5

@@ -21,7 +21,7 @@ ranked by the Sharpe ratio of that run (annualised, as everywhere in the
 project). For each candidate:
 
 * a stationary block bootstrap confidence interval of its Sharpe ratio
-  (:mod:`rllib_algospace.stats`: Politis & Romano 1994, mean block length
+  (:mod:`rllib_algospace.evaluation.stats`: Politis & Romano 1994, mean block length
   ``n^(1/3)``, percentile interval, seeded);
 * paired bootstrap intervals (the same resampled blocks for both series) of
   its Sharpe minus buy-and-hold's, and of the winner's minus the runner-up's
@@ -40,7 +40,7 @@ Only the winner touches the test split, once: it is evaluated against
 buy-and-hold, flat and the rule baseline (``test/evaluation.json`` and
 ``.png``), with its bootstrap Sharpe interval, its paired difference from
 buy-and-hold, its regime adaptability and the stress tests
-(:mod:`rllib_algospace.stress`).
+(:mod:`rllib_algospace.evaluation.stress`).
 
 Output (``out``, default ``<experiment>/selection_<split>``; every file
 written atomically): ``selection.md``, ``selection.html`` (the same tables
@@ -57,13 +57,13 @@ from pathlib import Path
 
 import numpy as np
 
-from rllib_algospace import stats
+from rllib_algospace.evaluation import stats
 from rllib_algospace.artifacts import RESULT_FILES
-from rllib_algospace.reporting import atomic_figure, atomic_json, atomic_write, fmt, new_figure, to_html, to_markdown
-from rllib_algospace.stress import regime_adaptability, regime_blocks, stress_blocks, stress_figure, stress_test
-from rllib_algospace.team_policy import METADATA_FILE, CheckpointError, best_checkpoints, checkpoint_env_overrides, finite_number, run_score
+from rllib_algospace.reports import atomic_figure, atomic_json, atomic_write, fmt, new_figure, to_html, to_markdown
+from rllib_algospace.evaluation.stress import regime_adaptability, regime_blocks, stress_blocks, stress_figure, stress_test
+from rllib_algospace.checkpoints import METADATA_FILE, CheckpointError, best_checkpoints, checkpoint_env_overrides, finite_number, run_score
 
-DATA_MISSING = "_data_missing"  # a candidate's training data that is gone (see team_policy.checkpoint_data)
+DATA_MISSING = "_data_missing"  # a candidate's training data that is gone (see checkpoints.checkpoint_data)
 
 REFERENCES = [
     "Politis, D. N. & Romano, J. P. (1994). The stationary bootstrap. JASA 89(428), 1303-1313.",
@@ -111,7 +111,7 @@ MANIFEST_FILES = {"ensemble.json": ("ensemble", _ensemble_manifest)}
 def discover_candidates(experiment: str | os.PathLike, *, score: str | None = None, mode: str | None = None) -> tuple[list[Candidate], int]:
     """The candidates under ``experiment`` and the number of trial folders
     searched there (folders with a Tune result file or a checkpoint). Each
-    trial offers its best checkpoint (``team_policy.best_checkpoints``: by
+    trial offers its best checkpoint (``checkpoints.best_checkpoints``: by
     default the run's configured score)."""
     root = Path(experiment).expanduser()
     if not root.exists():
@@ -139,7 +139,7 @@ def discover_candidates(experiment: str | os.PathLike, *, score: str | None = No
 
 # -- loading ------------------------------------------------------------------------------------------
 def _load_checkpoint(c: Candidate):
-    from rllib_algospace.team_policy import ModuleTeamPolicy, checkpoint_metadata
+    from rllib_algospace.checkpoints import ModuleTeamPolicy, checkpoint_metadata
 
     meta = checkpoint_metadata(c.path)
     env_config = dict(meta.get("env_config", {}))
@@ -149,7 +149,7 @@ def _load_checkpoint(c: Candidate):
 
 
 def _load_ensemble(c: Candidate):
-    from rllib_algospace.team_policy import checkpoint_metadata
+    from rllib_algospace.checkpoints import checkpoint_metadata
 
     try:
         from rllib_algospace.ensemble_policy import EnsembleTeamPolicy

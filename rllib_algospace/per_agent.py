@@ -48,7 +48,7 @@ class InitPlan:
 def plan(cfg) -> InitPlan:
     """How the team module starts; raises ``CheckpointError`` (a
     ``ValueError``, one line) when the checkpoint does not fit this run."""
-    from rllib_algospace.team_policy import checkpoint_metadata, find_checkpoint, require_format
+    from rllib_algospace.checkpoints import checkpoint_metadata, find_checkpoint, require_format
 
     tr, algo = cfg.training, cfg.algorithm
     frozen = list(tr.frozen_agents)
@@ -86,7 +86,7 @@ def plan(cfg) -> InitPlan:
 
 
 def _error(message: str):
-    from rllib_algospace.team_policy import CheckpointError
+    from rllib_algospace.checkpoints import CheckpointError
 
     return CheckpointError(message)
 

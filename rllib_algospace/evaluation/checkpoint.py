@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 
 from rllib_algospace.evaluation.runner import SUMMARY_KEYS, format_comparison
-from rllib_algospace.team_policy import ModuleTeamPolicy, checkpoint_data, checkpoint_env_overrides, checkpoint_metadata, find_checkpoint
+from rllib_algospace.checkpoints import ModuleTeamPolicy, checkpoint_data, checkpoint_env_overrides, checkpoint_metadata, find_checkpoint
 
 __all__ = ["SUMMARY_KEYS", "evaluate_checkpoint", "format_comparison", "format_intervals"]
 
@@ -30,7 +30,7 @@ def evaluate_checkpoint(
     """Evaluate the team of ``checkpoint`` greedily on ``split`` of the data it
     was trained on (or of ``data``); returns the results and the report paths.
     ``stress=True`` adds the stress tests and the regime adaptability
-    (``rllib_algospace.stress``) to the report: keys ``stress`` and
+    (``rllib_algospace.evaluation.stress``) to the report: keys ``stress`` and
     ``regime_adaptability`` in the JSON, plus stress.md/.html/.png.
 
     Every report has ``intervals`` (per policy: Sharpe from daily returns and
@@ -51,7 +51,7 @@ def evaluate_checkpoint(
     if manifest is not None:  # an ensemble: its members and the ensemble side by side
         report = evaluate_ensemble(manifest, data=data, split=split, episodes=episodes, full_split=full_split, episode_length=episode_length, out=out, seed=seed)
         if stress:
-            from rllib_algospace.stress import add_ensemble_stress_section
+            from rllib_algospace.evaluation.stress import add_ensemble_stress_section
 
             report.update(add_ensemble_stress_section(manifest, report, seed=seed))
         return report
@@ -87,7 +87,7 @@ def evaluate_checkpoint(
     sheet = write_tear_sheet(results.runs["team"], results.runs["buy_and_hold"], out_dir, title=f"{Path(str(checkpoint)).name} on the {split} split of {Path(str(data)).name if data else 'its data'}")
     report = {"checkpoint": str(checkpoint), "data": data, "split": split, "results": dict(results), **extra, "json": str(json_path), "png": str(png_path), "tear_sheet": str(sheet)}
     if stress:
-        from rllib_algospace.stress import add_stress_section
+        from rllib_algospace.evaluation.stress import add_stress_section
 
         report.update(add_stress_section(policy, results.runs["team"], out_dir, data=data, split=split, env_overrides=overrides, seed=seed, json_path=json_path))
     return report

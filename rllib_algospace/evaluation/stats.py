@@ -5,7 +5,7 @@ Conventions
 -----------
 * A *return series* is the per-step simple returns of an equity curve
   (``EvaluationRun.step_return``). Its Sharpe ratio is computed exactly as
-  :func:`rllib_algospace.metrics.trading_metrics` does: ``mean / std(ddof=1)``
+  :func:`rllib_algospace.evaluation.metrics.trading_metrics` does: ``mean / std(ddof=1)``
   per step, times ``sqrt(periods_per_year)`` (``periods_per_year=1`` gives
   the per-step Sharpe), and 0 when the standard deviation is 0.
 * Returns are serially dependent (positions are held for many bars, volatility

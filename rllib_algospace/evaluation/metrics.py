@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from rllib_algospace.stats import sharpe_ratio
+from rllib_algospace.evaluation.stats import sharpe_ratio
 
 
 @dataclass

@@ -60,7 +60,7 @@ from pathlib import Path
 import numpy as np
 
 from envs.data.stress import BAR_PARAMS, BAR_SCENARIOS, bar_scenario_params, stressed_market_file
-from rllib_algospace.reporting import atomic_figure, atomic_json, atomic_write, fmt, new_figure, to_html, to_markdown
+from rllib_algospace.reports import atomic_figure, atomic_json, atomic_write, fmt, new_figure, to_html, to_markdown
 from rllib_algospace.evaluation.runner import per_regime_metrics
 
 COST_SCENARIOS = ("double_costs",)
@@ -347,7 +347,7 @@ def add_ensemble_stress_section(manifest, report: dict, *, seed: int = 0) -> dic
     value; the regime adaptability comes from the ensemble's unstressed
     full-split run)."""
     from rllib_algospace.ensemble_policy import EnsembleTeamPolicy
-    from rllib_algospace.team_policy import checkpoint_env_overrides, checkpoint_metadata
+    from rllib_algospace.checkpoints import checkpoint_env_overrides, checkpoint_metadata
 
     policy = EnsembleTeamPolicy.from_manifest(str(manifest))
     env_config = getattr(policy, "env_config", None)
