@@ -174,7 +174,7 @@ def one_run(args, preset: str, variant: str, seed: int) -> dict:
         if variant.startswith("warm_"):
             o["training.warm_start"] = str(make_clone(args, preset, seed)[0])
         cfg = load_config(None, o)
-        from rllib_algospace.training import clear_experiment, experiment_exists
+        from rllib_algospace.tune_session import clear_experiment, experiment_exists
 
         if experiment_exists(cfg):
             clear_experiment(cfg)  # an unfinished attempt: start the run again

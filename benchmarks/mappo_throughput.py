@@ -118,7 +118,8 @@ def new_path(args, after_pass=None) -> dict:
     import ray
     import torch
 
-    from rllib_algospace.training import build_algorithm_config, dataset_path, resolve_resources
+    from rllib_algospace.training import build_algorithm_config, dataset_path
+    from rllib_algospace.tune_session import resolve_resources
 
     cfgs = {"mappo": make_config(args, True), "ippo": make_config(args, False)}
     resources = resolve_resources(cfgs["mappo"])

@@ -119,7 +119,8 @@ def _train(args) -> int:
     if args.wandb:
         overrides["experiment.wandb.enabled"] = True
     cfg = load_config(args.config, overrides, check_files=True)
-    from rllib_algospace.training import clear_experiment, dataset_path, experiment_exists, experiment_path, train
+    from rllib_algospace.training import dataset_path, train
+    from rllib_algospace.tune_session import clear_experiment, experiment_exists, experiment_path
 
     if not args.resume and experiment_exists(cfg):
         if not args.overwrite:

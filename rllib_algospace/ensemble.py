@@ -271,10 +271,10 @@ def resolve_ensemble_resources(spec: EnsembleSpec, cpus: int | None = None):
     member per 2 free cores (at least 1, at most the number of members);
     ``num_env_runners: auto`` shares the cores among the concurrent members
     (0 runners, i.e. sampling in the learner, when a member has 2 cores or fewer)."""
-    from rllib_algospace.training import ResolvedResources, resolve_resources
+    from rllib_algospace.tune_session import ResolvedResources, resolve_resources
 
     if cpus is None:
-        from rllib_algospace.training import planning_cpus, ray_address
+        from rllib_algospace.tune_session import planning_cpus, ray_address
 
         cpus = planning_cpus(spec.train)[0] if ray_address(spec.train) else _free_cpus()
     n = len(spec.members())
@@ -311,7 +311,8 @@ def _is_member_config(config: Any) -> bool:
 
 def member_algorithm_config(config: Mapping):
     """``(MAPPOConfig, EnsembleMember)`` of a trial config ``{"member": i, "algospace_ensemble": {...}}``."""
-    from rllib_algospace.training import ResolvedResources, build_algorithm_config
+    from rllib_algospace.training import build_algorithm_config
+    from rllib_algospace.tune_session import ResolvedResources
 
     spec = config[PARAM_KEY]
     member = EnsembleMember.from_dict(spec["members"][int(config[MEMBER_KEY])])
@@ -395,7 +396,7 @@ def train_ensemble(spec: EnsembleSpec, *, resume: bool = False) -> EnsembleOutco
     interrupted one of the same name), then write ``ensemble.json``."""
     from ray import tune
 
-    from rllib_algospace import training, tune_callbacks
+    from rllib_algospace import training, tune_callbacks, tune_session
     from rllib_algospace.rllib_env import register
 
     cfg = spec.train
@@ -407,10 +408,10 @@ def train_ensemble(spec: EnsembleSpec, *, resume: bool = False) -> EnsembleOutco
 
         for member in members:  # a checkpoint that does not fit a member's networks stops here, before Ray starts
             plan(spec.member_config(member))
-    path = training.experiment_path(cfg)
+    path = tune_session.experiment_path(cfg)
     callbacks = tune_callbacks.driver_callbacks(cfg, time_budget_s=cfg.experiment.stop.time_budget, stop_iterations=cfg.experiment.stop.training_iteration)
 
-    training.start_ray(cfg)
+    tune_session.start_ray(cfg)
     register()
     trainable = __getattr__("EnsembleMAPPO")
     if resume:
@@ -446,9 +447,9 @@ def train_ensemble(spec: EnsembleSpec, *, resume: bool = False) -> EnsembleOutco
             trainable,
             param_space=param_space,
             tune_config=tune.TuneConfig(trial_dirname_creator=_member_dirname, max_concurrent_trials=max_concurrent),
-            run_config=training.run_config(cfg, callbacks),
+            run_config=tune_session.run_config(cfg, callbacks),
         )
-    grid = training.fit(tuner, cfg)
+    grid = tune_session.fit(tuner, cfg)
     return _ensemble_outcome(cfg, path, grid)
 
 

@@ -396,12 +396,12 @@ def test_checkpoints_of_the_old_schema_are_refused(tmp_path):
     ],
 )
 def test_resources_never_ask_for_more_cores_than_the_machine(monkeypatch, cpus, overrides, expected):
-    from rllib_algospace import training
+    from rllib_algospace import tune_session
 
-    monkeypatch.setattr(training.os, "cpu_count", lambda: cpus)
-    monkeypatch.setattr(training, "_gpu_count", lambda: 0)
+    monkeypatch.setattr(tune_session.os, "cpu_count", lambda: cpus)
+    monkeypatch.setattr(tune_session, "gpu_count", lambda: 0)
     cfg = load_config(None, overrides)
-    res = training.resolve_resources(cfg)
+    res = tune_session.resolve_resources(cfg)
     assert (res.num_env_runners, res.num_cpus_for_main_process, res.cpus_per_env_runner, res.learner_threads) == expected
     asked = res.num_cpus_for_main_process + res.num_env_runners * res.cpus_per_env_runner + cfg.resources.num_learners
     assert asked <= max(cpus, 1) + 1e-9 or cpus == 1

@@ -30,7 +30,7 @@ _RUNS = {"n": 0}
 def _output_dir(hpo: HpoConfig) -> str:
     """The experiment folder, or (for URI storage) a local folder for the study
     file, tables and plots."""
-    from rllib_algospace.training import experiment_path
+    from rllib_algospace.tune_session import experiment_path
 
     if hpo.base.experiment.storage_is_uri:
         return os.path.abspath(f"{hpo.base.experiment.name}-hpo")
@@ -91,7 +91,7 @@ def run_search(config: HpoConfig | str | os.PathLike | None = None, *, resume: b
     from ray import tune
     from ray.tune.search import ConcurrencyLimiter
 
-    from rllib_algospace import training, tune_callbacks
+    from rllib_algospace import training, tune_callbacks, tune_session
     from rllib_algospace.rllib_env import register
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -100,7 +100,7 @@ def run_search(config: HpoConfig | str | os.PathLike | None = None, *, resume: b
     # a resumed trial reports its first iterations again: Optuna keeps the first values
     warnings.filterwarnings("ignore", message="The reported value is ignored because this `step", category=UserWarning)
     search, base = hpo.search, hpo.base
-    path = training.experiment_path(base)
+    path = tune_session.experiment_path(base)
     out_dir = _output_dir(hpo)
     os.makedirs(out_dir, exist_ok=True)
     info_path = os.path.join(out_dir, INFO_FILE)
@@ -159,13 +159,13 @@ def run_search(config: HpoConfig | str | os.PathLike | None = None, *, resume: b
     print(f"study: {search.study_name} in {mask_url(url)} ({'shared' if shared else 'private'}); {len(_study.trials)} trial(s) there so far")
     print(f"sampler: TPE, seed {seed}" + (f" (sampler_seed {search.sampler_seed} + hash of worker {worker})" if shared else "") + f"; objective: {', '.join(f'{m} ({d})' for m, d in zip(search.metrics, search.modes))}")
 
-    resources = training.resolve_resources(base)
+    resources = tune_session.resolve_resources(base)
     data_path = training.start_experiment(base, resources.notes, resume=resume)
 
     # per-trial budgets are Tune stops here, and the scheduler stops trials early: no fixed total
     callbacks = tune_callbacks.driver_callbacks(base, time_budget_s=None, stop_iterations=None)
     callbacks.append(tune_callbacks.trials_progress_callback(hpo.search.trials))
-    training.start_ray(base)
+    tune_session.start_ray(base)
     register()
     trial_cls, searcher_cls = lazy_class("AlgospaceTrial"), lazy_class("AlgospaceOptunaSearch")
 
@@ -191,7 +191,7 @@ def run_search(config: HpoConfig | str | os.PathLike | None = None, *, resume: b
             worker={"worker": worker, "sampler_seed": seed, "experiment": path},
             shared=shared,
         )
-        run_cfg = training.run_config(base, callbacks)
+        run_cfg = tune_session.run_config(base, callbacks)
         stop = dict(run_cfg.stop or {})
         if base.experiment.stop.time_budget:
             stop["time_total_s"] = base.experiment.stop.time_budget  # per trial
@@ -203,11 +203,11 @@ def run_search(config: HpoConfig | str | os.PathLike | None = None, *, resume: b
                 search_alg=ConcurrencyLimiter(searcher, max_concurrent=max_concurrent),
                 scheduler=_scheduler(hpo),
                 num_samples=search.trials,
-                trial_dirname_creator=training.trial_dirname,
+                trial_dirname_creator=tune_session.trial_dirname,
             ),
             run_config=run_cfg,
         )
-    grid = training.fit(tuner, base)
+    grid = tune_session.fit(tuner, base)
     errors = [f"{r.path}: {describe_failure(r.error, r.path, r.path)}" for r in grid if r.error is not None]
     try:
         interrupted = grid.num_terminated + grid.num_errors < search.trials
