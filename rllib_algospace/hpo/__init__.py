@@ -65,7 +65,8 @@ from rllib_algospace.hpo.search_space import (
     load_hpo_config,
 )
 from rllib_algospace.hpo.study import open_study, rdb_storage, storage_url, worker_seed
-from rllib_algospace.hpo.trials import LAZY_CLASSES, decode_params, lazy_class, trial_spec, trial_train_config
+from rllib_algospace.hpo.search_space import decode_params
+from rllib_algospace.hpo.trials import LAZY_CLASSES, lazy_class, trial_spec, trial_train_config
 
 __all__ = [
     "DEFAULT_HPO_YAML",

@@ -13,7 +13,7 @@ from typing import Any
 
 from rllib_algospace.hpo.search_space import BEST_CONFIG, HISTORY_PNG, HpoConfig, IMPORTANCE_PNG, RECORDED_RESULT_KEYS, SearchSpec, TABLE_CSV, TABLE_MD, plain_value
 from rllib_algospace.hpo.study import mask_url, open_study
-from rllib_algospace.hpo.trials import decode_params
+from rllib_algospace.hpo.search_space import decode_params
 
 logger = logging.getLogger(__name__)
 

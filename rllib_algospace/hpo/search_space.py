@@ -11,7 +11,7 @@ import os
 import re
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Iterable, Mapping
 
 from rllib_algospace.config import (
     DEFAULTS_SOURCE,
@@ -539,3 +539,9 @@ def load_hpo_config(
         overridden.append("search.study_storage")
     search = _parse_search(search_raw, base, _SearchCtx(source, overridden))
     return HpoConfig(base=base, search=search, source=source, quick=quick)
+
+
+def decode_params(params: Mapping[str, Any], encoded_keys: Iterable[str]) -> dict:
+    """Optuna's values -> config values (JSON-encoded list choices back to lists)."""
+    encoded = set(encoded_keys)
+    return {k: (json.loads(v) if k in encoded and isinstance(v, str) else v) for k, v in params.items()}
