@@ -162,10 +162,37 @@ def _json_complete(path) -> bool:
         return False
 
 
+# Tune's state files in an experiment folder besides ``tuner.pkl``: JSON, or
+# pickles (whatever their suffix) that Tune's storage sync copies in file by
+# file, so a kill can cut them short like any other file.
+TUNE_JSON_STATE = ("experiment_state-*.json",)
+TUNE_PICKLE_STATE = ("basic-variant-state-*.json", "search_gen_state-*.json", "searcher-state-*.pkl", "callback-states-*.pkl")
+
+
+def _same_kind(state: Path) -> list[Path]:
+    """The files of the same pattern as ``state`` (one per session)."""
+    for pattern in TUNE_JSON_STATE + TUNE_PICKLE_STATE:
+        if state.match(pattern):
+            return sorted(state.parent.glob(pattern))
+    return []
+
+
+def _tune_state_files(folder: Path):
+    yield folder / TUNER_STATE, _pickle_complete
+    for pattern in TUNE_JSON_STATE:
+        for path in sorted(folder.glob(pattern)):
+            yield path, _json_complete
+    for pattern in TUNE_PICKLE_STATE:
+        for path in sorted(folder.glob(pattern)):
+            yield path, _pickle_complete
+
+
 def keep_tuner_state(experiment: str | os.PathLike) -> str | None:
     """Tune's own state files of a local experiment (``tuner.pkl``, which
-    every restore rewrites in place, and the ``experiment_state-*.json``
-    snapshots it rewrites as the run goes): keep a copy of each complete one
+    every restore rewrites in place, the ``experiment_state-*.json``
+    snapshots and the search algorithm's and callbacks' state it rewrites as
+    the run goes; a cut one makes Tune drop the restore and start the
+    experiment again): keep a copy of each complete one
     beside it (``.complete``); put the copy back where a kill cut the file
     short. Called before a resume and after every checkpoint. Returns a line
     naming what was put back, or None."""
@@ -175,19 +202,23 @@ def keep_tuner_state(experiment: str | os.PathLike) -> str | None:
     if not folder.is_dir():
         return None
     restored = []
-    for state in [folder / TUNER_STATE, *sorted(folder.glob("experiment_state-*.json"))]:
+    for state, complete in _tune_state_files(folder):
         copy = state.with_name(state.name + ".complete")
-        complete = _pickle_complete if state.name == TUNER_STATE else _json_complete
         if complete(state):
             tmp = copy.with_name(copy.name + ".tmp")
             shutil.copyfile(state, tmp)
             os.replace(tmp, copy)
-        elif state.exists() and complete(copy):
+        elif complete(copy):
             shutil.copyfile(copy, state)
-            restored.append(state.name)
+            restored.append(f"{state.name} (put back its last complete copy)")
+        elif state.exists() and any(complete(other) for other in _same_kind(state) if other != state):
+            # cut on its first write: Tune reads the newest file of its kind,
+            # so set this one aside and let it read the previous session's
+            os.replace(state, state.with_name(state.name + ".cut"))
+            restored.append(f"{state.name} (set aside as .cut: no complete copy; Tune reads the one before)")
     if not restored:
         return None
-    return f"resume: {', '.join(restored)} in {folder} cut short (a kill while Tune wrote it); put back its last complete copy"
+    return f"resume: cut short by a kill while Tune wrote it, in {folder}: {'; '.join(restored)}"
 
 
 def trim_cut_result_lines(experiment: str | os.PathLike) -> list[str]:

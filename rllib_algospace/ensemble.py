@@ -45,7 +45,6 @@ from typing import Any, Mapping
 
 from rllib_algospace.artifacts import describe_failure
 from rllib_algospace.ensemble_policy import MANIFEST_FILE, MANIFEST_KIND
-from rllib_algospace.tune_internals import replace_driver_callbacks
 from rllib_algospace.config import (
     DEFAULTS_SOURCE,
     AutoOr,
@@ -415,16 +414,7 @@ def train_ensemble(spec: EnsembleSpec, *, resume: bool = False) -> EnsembleOutco
     register()
     trainable = __getattr__("EnsembleMAPPO")
     if resume:
-        if not cfg.experiment.storage_is_uri:
-            from rllib_algospace.artifacts import prepare_resume
-
-            for line in prepare_resume(path):
-                print(line)
-        if not tune.Tuner.can_restore(path):
-            raise FileNotFoundError(f"{path}: no ensemble to resume there (run without --resume first)")
-        print(f"resuming {path} (its own member list; the config's ensemble section is not re-read)")
-        tuner = tune.Tuner.restore(path, trainable=trainable, resume_unfinished=True, resume_errored=True)
-        replace_driver_callbacks(tuner, callbacks)
+        tuner = tune_session.restore_tuner(cfg, trainable, callbacks, what="ensemble", note=" (its own member list; the config's ensemble section is not re-read)")
     else:
         for m in members:
             print(f"member {m.name}: seed {m.seed}, actor {list(m.actor_hiddens)}, critic {list(m.critic_hiddens)}")

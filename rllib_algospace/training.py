@@ -15,7 +15,6 @@ from dataclasses import dataclass
 from envs.market.trading import AGENTS
 from rllib_algospace import tune_callbacks
 from rllib_algospace.config import TrainConfig
-from rllib_algospace.tune_internals import replace_driver_callbacks
 from rllib_algospace.tune_session import (
     ResolvedResources,
     experiment_path,
@@ -24,6 +23,7 @@ from rllib_algospace.tune_session import (
     ray_address,
     require_storage,
     resolve_resources,
+    restore_tuner,
     run_config,
     start_ray,
     storage_problem,
@@ -364,19 +364,7 @@ def train(cfg: TrainConfig, *, resume: bool = False) -> TrainOutcome:
         print(f"Ray cluster: {ray_address(cfg)} ({len([n for n in ray.nodes() if n.get('Alive')])} nodes, {int(ray.cluster_resources().get('CPU', 0))} CPUs)")
     register()
     if resume:
-        if not cfg.experiment.storage_is_uri:
-            from rllib_algospace.artifacts import describe_resume, prepare_resume
-
-            for line in prepare_resume(path):
-                print(line)
-        if not tune.Tuner.can_restore(path):
-            raise FileNotFoundError(f"{path}: no experiment to resume there (run without --resume first)")
-        print(f"resuming {path}")
-        if not cfg.experiment.storage_is_uri:
-            for line in describe_resume(path):
-                print(line)
-        tuner = tune.Tuner.restore(path, trainable=MAPPO, resume_unfinished=True, resume_errored=True)
-        replace_driver_callbacks(tuner, callbacks)
+        tuner = restore_tuner(cfg, MAPPO, callbacks)
     else:
         tuner = tune.Tuner(
             MAPPO,
@@ -392,6 +380,9 @@ def _outcome(cfg: TrainConfig, path: str, grid) -> TrainOutcome:
     from rllib_algospace.artifacts import describe_failure
     from rllib_algospace.checkpoints import CheckpointError, find_checkpoint
 
+    if len(grid) == 0:  # Tune dropped its record of the experiment and found nothing to run
+        return TrainOutcome(experiment_path=path, best_checkpoint=None, latest_checkpoint=None, iterations=0, interrupted=False,
+                            error=f"{path}: Tune ran no trial (its record of the experiment holds none); start it again with --overwrite", metrics={})
     result = grid[0]
     metrics = result.metrics or {}
     best = None

@@ -189,3 +189,30 @@ def run_config(cfg: TrainConfig, callbacks: list):
 
 def trial_dirname(trial) -> str:
     return f"{trial.trainable_name}_{trial.trial_id}"
+
+
+def restore_tuner(cfg: TrainConfig, trainable, callbacks: list, *, what: str = "experiment", note: str = ""):
+    """The Tuner of an experiment to continue (train, tune and ensemble
+    alike): a local experiment's files put in order first (Tune's state files
+    and result lines a kill cut short), where each trial continues said, this
+    session's driver callbacks in place of the pickled ones."""
+    from ray import tune
+
+    from rllib_algospace.artifacts import describe_resume, prepare_resume
+    from rllib_algospace.tune_internals import replace_driver_callbacks, report_failed_restore
+
+    path = experiment_path(cfg)
+    local = not cfg.experiment.storage_is_uri
+    if local:
+        for line in prepare_resume(path):
+            print(line)
+    if not tune.Tuner.can_restore(path):
+        raise FileNotFoundError(f"{path}: no {what} to resume there (run without --resume first)")
+    print(f"resuming {path}{note}")
+    if local:
+        for line in describe_resume(path):
+            print(line)
+    report_failed_restore()
+    tuner = tune.Tuner.restore(path, trainable=trainable, resume_unfinished=True, resume_errored=True)
+    replace_driver_callbacks(tuner, callbacks)
+    return tuner

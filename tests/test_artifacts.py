@@ -114,3 +114,31 @@ def test_a_result_line_cut_short_by_a_kill_is_dropped_before_resume(tmp_path):
         f.write(json.dumps({"training_iteration": 3, "val_sharpe": 0.3}) + "\n")
     assert trial_scores(trial) == {1: 0.1, 2: 0.2, 3: 0.3}
     assert prepare_resume(tmp_path) == [] and prepare_resume(tmp_path / "nothing") == []
+
+
+def test_the_search_state_tune_syncs_in_is_kept_and_a_first_write_cut_short_set_aside(tmp_path):
+    """Tune copies its search algorithm's state (a pickle named .json) into
+    the experiment folder file by file; a cut one makes Tune drop the restore
+    and start the experiment again, so it is kept like Tune's own state."""
+    import pickle
+
+    from rllib_algospace.artifacts import keep_tuner_state
+
+    older = tmp_path / "basic-variant-state-2026-11-29_16-00-00.json"
+    newer = tmp_path / "basic-variant-state-2026-11-29_17-00-00.json"
+    older.write_bytes(pickle.dumps({"finished": True, "session": 1}))
+    newer.write_bytes(pickle.dumps({"finished": True, "session": 2}))
+    assert keep_tuner_state(tmp_path) is None
+    good = newer.read_bytes()
+    newer.write_bytes(good[:7])
+    note = keep_tuner_state(tmp_path)
+    assert note and newer.name in note and "put back" in note and newer.read_bytes() == good
+    # a third session's file, cut on its first write: no copy of it, so it is set aside
+    third = tmp_path / "basic-variant-state-2026-11-29_18-00-00.json"
+    third.write_bytes(good[:7])
+    note = keep_tuner_state(tmp_path)
+    assert note and "set aside" in note and not third.exists() and third.with_name(third.name + ".cut").exists()
+    # the only experiment state, cut with no copy: left for Tune to report (nothing older to read)
+    only = tmp_path / "experiment_state-2026-11-29_18-00-00.json"
+    only.write_text('{"trial_da')
+    assert keep_tuner_state(tmp_path) is None and only.exists()

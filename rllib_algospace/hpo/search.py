@@ -16,7 +16,7 @@ from rllib_algospace.hpo.search_space import HpoConfig, INFO_FILE, SPEC_KEY, STU
 from rllib_algospace.hpo.study import fail_stale_trials, mask_url, open_study, storage_url, worker_seed
 from rllib_algospace.hpo.trials import lazy_class, trial_spec
 from rllib_algospace.hpo.reports import SearchOutcome, report
-from rllib_algospace.tune_internals import replace_driver_callbacks, restored_search_alg
+from rllib_algospace.tune_internals import restored_search_alg
 
 logger = logging.getLogger(__name__)
 
@@ -106,13 +106,6 @@ def run_search(config: HpoConfig | str | os.PathLike | None = None, *, resume: b
     info_path = os.path.join(out_dir, INFO_FILE)
     previous = _read_info(info_path) if resume else {}
 
-    if resume and not hpo.base.experiment.storage_is_uri:
-        from rllib_algospace.artifacts import prepare_resume
-
-        for line in prepare_resume(path):
-            print(line)
-    if resume and not tune.Tuner.can_restore(path):
-        raise FileNotFoundError(f"{path}: no search to resume there (run without --resume first)")
     if search.study_storage:
         url, shared = storage_url(search.study_storage), True
     elif previous.get("study_storage_url"):
@@ -170,9 +163,7 @@ def run_search(config: HpoConfig | str | os.PathLike | None = None, *, resume: b
     trial_cls, searcher_cls = lazy_class("AlgospaceTrial"), lazy_class("AlgospaceOptunaSearch")
 
     if resume:
-        print(f"resuming {path}")
-        tuner = tune.Tuner.restore(path, trainable=trial_cls, resume_unfinished=True, resume_errored=True)
-        replace_driver_callbacks(tuner, callbacks)
+        tuner = tune_session.restore_tuner(base, trial_cls, callbacks, what="search")
         restored_search_alg(tuner)._on_restore = {"url": url, "worker": worker}
     else:
         cluster = ray.cluster_resources()
