@@ -37,6 +37,7 @@ __all__ = [
     "newest_complete_checkpoint",
     "prepare_resume",
     "trim_cut_result_lines",
+    "write_checkpoint_metadata",
     "storage_failure",
     "storage_stop",
     "write_atomically",
@@ -77,6 +78,28 @@ def checkpoint_files(folder: str | os.PathLike) -> dict[str, int]:
             if rel != METADATA_FILE and not rel.endswith(".tmp"):
                 out[rel] = path.stat().st_size
     return out
+
+
+def write_checkpoint_metadata(checkpoint_dir: str | os.PathLike, meta: dict, *, curriculum: dict | None = None) -> None:
+    """Write a checkpoint's ``algospace.json``: ``meta`` (what the algorithm
+    records of itself), the curriculum stage it was trained on last (whose
+    market evaluation then uses), what made each market file (so another
+    session finds or remakes it) and, last, every file of the folder with
+    its size (``CHECKPOINT_FILES_KEY``); written to a temporary name, then renamed."""
+    from envs.data.provenance import data_record
+
+    meta = dict(meta)
+    env_config = meta["env_config"] = dict(meta.get("env_config") or {})
+    if curriculum:
+        meta["curriculum"] = {k: curriculum[k] for k in ("stage", "task") if k in curriculum}
+        tasks = env_config.get("tasks") or {}
+        if curriculum.get("task") in tasks:
+            env_config["task"] = curriculum["task"]
+            env_config["data"] = tasks[curriculum["task"]]
+    files = {p for p in [env_config.get("data"), *(env_config.get("tasks") or {}).values()] if p}
+    meta["data_records"] = {p: data_record(p) for p in sorted(files) if os.path.isfile(p)}
+    meta[CHECKPOINT_FILES_KEY] = checkpoint_files(checkpoint_dir)
+    write_atomically(Path(checkpoint_dir) / METADATA_FILE, lambda fh: fh.write(json.dumps(meta, indent=2, default=str).encode()))
 
 
 def checkpoint_problem(folder: str | os.PathLike) -> str | None:

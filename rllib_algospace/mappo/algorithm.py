@@ -36,7 +36,7 @@ from ray.rllib.utils.metrics import NUM_ENV_STEPS_SAMPLED_LIFETIME
 from ray.rllib.utils.torch_utils import explained_variance
 
 from envs.market.trading import TRADING_ACTIONS_SCHEMA
-from rllib_algospace.artifacts import CHECKPOINT_FILES_KEY, METADATA_FILE, checkpoint_files, checkpoint_problem, newest_complete_checkpoint
+from rllib_algospace.artifacts import checkpoint_problem, newest_complete_checkpoint, write_checkpoint_metadata
 from rllib_algospace.mappo.connectors import OLD_VALUES_NORM, TeamGAEConnector
 from rllib_algospace.mappo.modules import CHECKPOINT_FORMAT, CRITIC_INPUTS, TeamModule
 from rllib_algospace.mappo.oom import OomSplitting
@@ -210,7 +210,7 @@ class MAPPO(PPO):
         never unpickle the algorithm, and the size of every file, so that a
         half-copied checkpoint is known as one (``artifacts``)."""
         super().save_checkpoint(checkpoint_dir)
-        write_checkpoint_metadata(self, checkpoint_dir)
+        write_checkpoint_metadata(checkpoint_dir, algorithm_record(self), curriculum=getattr(self, "extra_state", {}).get("curriculum"))
 
     # ----------------------------------- resume from the newest complete checkpoint
     def setup(self, config) -> None:
@@ -270,13 +270,11 @@ def _local_checkpoint_path(checkpoint) -> Path | None:
     return Path(path) if isinstance(path, (str, Path)) else None
 
 
-def write_checkpoint_metadata(algo, checkpoint_dir: str) -> None:
-    import json
-    import os
-
+def algorithm_record(algo) -> dict:
+    """What this algorithm is, for the checkpoint's ``algospace.json``
+    (``artifacts.write_checkpoint_metadata`` adds the app's part)."""
     config = algo.config
-    env_config = {k: v for k, v in dict(config.env_config).items()}
-    meta = {
+    return {
         "format": CHECKPOINT_FORMAT,
         "actions_schema": TRADING_ACTIONS_SCHEMA,
         "algorithm": "MAPPO" if config.centralized_critic else "IPPO",
@@ -285,29 +283,11 @@ def write_checkpoint_metadata(algo, checkpoint_dir: str) -> None:
         "agents": list(config.agent_order or []),
         "module": TeamModule.__name__,
         "module_dir": TEAM_MODULE_DIR,
-        "env_config": env_config,
+        "env_config": dict(config.env_config),
         "evaluation_env_config": dict((config.evaluation_config or {}).get("env_config", {}) or {}),
         "training_iteration": int(algo.iteration),
         "model_config": dict(config.model_config or {}),
     }
-    curriculum = getattr(algo, "extra_state", {}).get("curriculum")
-    if curriculum:
-        # The team was last trained on the current stage's market: evaluate there.
-        meta["curriculum"] = {k: curriculum[k] for k in ("stage", "task") if k in curriculum}
-        tasks = env_config.get("tasks") or {}
-        if curriculum.get("task") in tasks:
-            env_config["task"] = curriculum["task"]
-            env_config["data"] = tasks[curriculum["task"]]
-    # What made each market file, so another session finds (or remakes) it.
-    from envs.data.provenance import data_record
-
-    files = {p for p in [env_config.get("data"), *(env_config.get("tasks") or {}).values()] if p}
-    meta["data_records"] = {p: data_record(p) for p in sorted(files) if os.path.isfile(p)}
-    meta[CHECKPOINT_FILES_KEY] = checkpoint_files(checkpoint_dir)
-    tmp = os.path.join(checkpoint_dir, METADATA_FILE + ".tmp")
-    with open(tmp, "w") as f:
-        json.dump(meta, f, indent=2, default=str)
-    os.replace(tmp, os.path.join(checkpoint_dir, METADATA_FILE))
 
 
 class EpochMinibatches:
