@@ -62,6 +62,16 @@ def _write_hpo(path: Path, market_file=None, storage=None, train=None, **search)
     return path
 
 
+def _optuna_trials(url: str, study: str):
+    """(number, state, params, user_attrs) of each trial, read through Optuna."""
+    import optuna
+
+    from rllib_algospace.hpo import rdb_storage
+
+    found = optuna.load_study(study_name=study, storage=rdb_storage(url))
+    return [(t.number, t.state.name, t.params, t.user_attrs) for t in sorted(found.get_trials(), key=lambda t: t.number)]
+
+
 def _study_trials(db: Path, study: str):
     """(number, state, params, user_attrs) of each trial, read with plain sqlite3."""
     con = sqlite3.connect(str(db))
@@ -374,35 +384,33 @@ def test_killed_search_resumes_and_completes_both_trials(market_file, tmp_path):
 
 
 @pytest.mark.slow
-def test_two_processes_share_one_sqlite_study(market_file, tmp_path):
-    db = tmp_path / "drive" / "shared_study.db"
-    path = _write_hpo(tmp_path / "hpo.yaml", market_file, tmp_path / "res")
-    env = _env()
-    procs = [
-        subprocess.Popen(_cli("--config", str(path), "--name", f"worker{i}", "--study-storage", str(db)), env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        for i in (1, 2)
-    ]
-    outs = []
-    try:
-        for p in procs:
-            out, _ = p.communicate(timeout=400)
-            outs.append(out)
-            assert p.returncode == 0, out[-3000:]
-    finally:
-        for p in procs:
-            if p.poll() is None:
-                kill_tree(p)
-    trials = _study_trials(db, "tiny")
-    assert [state for _, state, _, _ in trials] == ["COMPLETE"] * 4
-    assert len({tuple(sorted(params.items())) for _, _, params, _ in trials}) == 4  # no repeats
-    seeds = {attrs["worker"]: attrs["sampler_seed"] for _, _, _, attrs in trials}
-    assert len(seeds) == 2 and len(set(seeds.values())) == 2
-    infos = [json.loads((tmp_path / "res" / f"worker{i}" / "search_info.json").read_text()) for i in (1, 2)]
-    assert {i["worker"]: i["sampler_seed"] for i in infos} == seeds and all(i["shared"] for i in infos)
-    # each worker's table shows the study as it was when that worker finished:
-    # its own trials and the other's finished ones; the last to finish sees all four
-    rows = [len((tmp_path / "res" / f"worker{i}" / "best_trials.csv").read_text().strip().splitlines()) - 1 for i in (1, 2)]
-    assert min(rows) >= 2 and max(rows) == 4
+def test_two_processes_share_one_sqlite_study(tmp_path):
+    """A study two processes on one machine share through SQLite: both ask
+    and tell at once through ``open_study``; every trial lands once."""
+    url = f"sqlite:///{tmp_path / 'drive' / 'shared_study.db'}"
+    _ask_and_tell_from_two_processes(url)
+
+
+def _ask_and_tell_from_two_processes(url: str, trials_each: int = 15) -> None:
+    code = (
+        "import sys, optuna; from rllib_algospace.hpo import open_study\n"
+        "optuna.logging.set_verbosity(optuna.logging.WARNING)\n"
+        "_, study = open_study(sys.argv[1], 'shared', directions=['maximize'], metrics=['val_sharpe'], sampler=optuna.samplers.RandomSampler(seed=int(sys.argv[2])))\n"
+        f"for _ in range({trials_each}):\n"
+        "    t = study.ask(); study.tell(t, t.suggest_float('x', 0, 1) + int(sys.argv[2]))\n"
+    )
+    procs = [subprocess.Popen([sys.executable, "-c", code, url, str(i)], stderr=subprocess.PIPE, text=True) for i in range(2)]
+    codes = [p.wait(timeout=180) for p in procs]
+    assert codes == [0, 0], [p.stderr.read()[-2000:] for p in procs]
+    import optuna
+
+    from rllib_algospace.hpo import rdb_storage
+
+    study = optuna.load_study(study_name="shared", storage=rdb_storage(url))
+    trials = study.get_trials()
+    assert len(trials) == 2 * trials_each and len({t.number for t in trials}) == 2 * trials_each
+    assert all(t.state == optuna.trial.TrialState.COMPLETE for t in trials)
+    assert len({t.params["x"] for t in trials}) == 2 * trials_each  # distinct parameters: each worker its own sampler seed
 
 
 def test_two_processes_share_one_journal_study(tmp_path):
@@ -412,23 +420,7 @@ def test_two_processes_share_one_journal_study(tmp_path):
 
     url = storage_url(str(tmp_path / "drive" / "study.journal"))
     assert url == f"journal://{tmp_path / 'drive' / 'study.journal'}"
-    code = (
-        "import sys, optuna; from rllib_algospace.hpo import open_study\n"
-        "optuna.logging.set_verbosity(optuna.logging.WARNING)\n"
-        "_, study = open_study(sys.argv[1], 'shared', directions=['maximize'], metrics=['val_sharpe'])\n"
-        "for _ in range(15):\n"
-        "    t = study.ask(); study.tell(t, t.suggest_float('x', 0, 1) + int(sys.argv[2]))\n"
-    )
-    procs = [subprocess.Popen([sys.executable, "-c", code, url, str(i)]) for i in range(2)]
-    assert [p.wait(timeout=120) for p in procs] == [0, 0]
-    import optuna
-
-    from rllib_algospace.hpo import rdb_storage
-
-    study = optuna.load_study(study_name="shared", storage=rdb_storage(url))
-    trials = study.get_trials()
-    assert len(trials) == 30 and len({t.number for t in trials}) == 30
-    assert all(t.state == optuna.trial.TrialState.COMPLETE for t in trials)
+    _ask_and_tell_from_two_processes(url)
 
 
 def _postgres_bin() -> Path | None:
@@ -476,26 +468,35 @@ def postgres_url():
         shutil.rmtree(root, ignore_errors=True)
 
 
-def test_two_processes_share_one_postgresql_study(postgres_url):
-    """The study several machines share: a real PostgreSQL server, two
-    processes asking and telling at once through ``open_study``; every trial
-    lands once, with distinct parameters."""
-    code = (
-        "import sys, optuna; from rllib_algospace.hpo import open_study\n"
-        "optuna.logging.set_verbosity(optuna.logging.WARNING)\n"
-        "_, study = open_study(sys.argv[1], 'shared', directions=['maximize'], metrics=['val_sharpe'], sampler=optuna.samplers.RandomSampler(seed=int(sys.argv[2])))\n"
-        "for _ in range(15):\n"
-        "    t = study.ask(); study.tell(t, t.suggest_float('x', 0, 1) + int(sys.argv[2]))\n"
-    )
-    procs = [subprocess.Popen([sys.executable, "-c", code, postgres_url, str(i)], stderr=subprocess.PIPE, text=True) for i in range(2)]
-    codes = [p.wait(timeout=180) for p in procs]
-    assert codes == [0, 0], [p.stderr.read()[-2000:] for p in procs]
-    import optuna
-
-    from rllib_algospace.hpo import rdb_storage
-
-    study = optuna.load_study(study_name="shared", storage=rdb_storage(postgres_url))
-    trials = study.get_trials()
-    assert len(trials) == 30 and len({t.number for t in trials}) == 30
-    assert all(t.state == optuna.trial.TrialState.COMPLETE for t in trials)
-    assert len({t.params["x"] for t in trials}) == 30  # distinct parameters: each worker its own sampler seed
+def test_two_tune_workers_share_one_postgresql_study(postgres_url, market_file, tmp_path):
+    """Two full ``algospace tune`` workers on one study in a real PostgreSQL
+    server (the study several machines share): every trial completes once,
+    with its own parameters, each worker its own sampler seed."""
+    db = postgres_url
+    path = _write_hpo(tmp_path / "hpo.yaml", market_file, tmp_path / "res")
+    env = _env()
+    procs = [
+        subprocess.Popen(_cli("--config", str(path), "--name", f"worker{i}", "--study-storage", str(db)), env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        for i in (1, 2)
+    ]
+    outs = []
+    try:
+        for p in procs:
+            out, _ = p.communicate(timeout=400)
+            outs.append(out)
+            assert p.returncode == 0, out[-3000:]
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                kill_tree(p)
+    trials = _optuna_trials(postgres_url, "tiny")
+    assert [state for _, state, _, _ in trials] == ["COMPLETE"] * 4
+    assert len({tuple(sorted(params.items())) for _, _, params, _ in trials}) == 4  # no repeats
+    seeds = {attrs["worker"]: attrs["sampler_seed"] for _, _, _, attrs in trials}
+    assert len(seeds) == 2 and len(set(seeds.values())) == 2
+    infos = [json.loads((tmp_path / "res" / f"worker{i}" / "search_info.json").read_text()) for i in (1, 2)]
+    assert {i["worker"]: i["sampler_seed"] for i in infos} == seeds and all(i["shared"] for i in infos)
+    # each worker's table shows the study as it was when that worker finished:
+    # its own trials and the other's finished ones; the last to finish sees all four
+    rows = [len((tmp_path / "res" / f"worker{i}" / "best_trials.csv").read_text().strip().splitlines()) - 1 for i in (1, 2)]
+    assert min(rows) >= 2 and max(rows) == 4
