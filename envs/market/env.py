@@ -51,7 +51,7 @@ from envs.market.trading import (
     SHORT,
     target_exposure,
 )
-from envs.market.portfolio import PORTFOLIO_FEATURES, Account, portfolio_features
+from envs.market.portfolio import PORTFOLIO_FEATURES, Account, bars_in_trade, fill_target, portfolio_features, volatility_after
 
 N_ACTIONS = {"regime": len(REGIME_ACTIONS), "structure": len(STRUCTURE_ACTIONS), "tactical": len(TACTICAL_ACTIONS), "risk": len(RISK_ACTIONS)}
 ACTION_NAMES = {"regime": REGIME_ACTIONS, "structure": STRUCTURE_ACTIONS, "tactical": TACTICAL_ACTIONS, "risk": RISK_ACTIONS}
@@ -71,7 +71,6 @@ EPISODE_STATS = (
     "ep_gross_loss",
 )
 STATE_ROWS = {"regime": 4, "structure": 4, "tactical": 10}
-VOL_DECAY = 0.97  # EWMA of squared close-to-close log returns (about 33 bars)
 VOL_WARMUP_BARS = 32
 DSR_CLIP = 10.0
 
@@ -307,22 +306,14 @@ class AlgoSpaceMarketEnv(ParallelEnv):
         next_open = sp.open[t + 1 - sp.base_lo]
         units_before = account.units
         closed_before = account.closed_trades
-        fill = None
-        if target == 0.0 and units_before != 0.0:
-            fill = account.rebalance(0.0, next_open)
-        elif target != 0.0 and abs(target - exposure) >= cfg.rebalance_threshold:
-            fill = account.rebalance(target * self._equity / next_open, next_open)
+        fill = fill_target(account, target, exposure, self._equity, next_open, cfg.rebalance_threshold)
         trade_closed = account.closed_trades != closed_before
-        if account.units == 0.0 or units_before == 0.0 or (account.units > 0) != (units_before > 0):
-            self._time_in_trade = 0  # flat, or a new position opened this step
-        else:
-            self._time_in_trade += 1
+        self._time_in_trade = bars_in_trade(units_before, account.units, self._time_in_trade)
 
         self._t = t = t + 1
         self._steps += 1
         close_next = sp.close[t - sp.base_lo]
-        r = math.log(close_next / close_t)
-        self._vol_var = VOL_DECAY * self._vol_var + (1.0 - VOL_DECAY) * r * r
+        self._vol_var = volatility_after(self._vol_var, close_t, close_next)
         equity = account.equity(close_next)
         step_pnl = equity - self._equity
         self._equity = equity

@@ -10,6 +10,8 @@ from dataclasses import dataclass
 
 from envs.features import FEATURE_CLIP
 
+VOL_DECAY = 0.97  # EWMA of squared close-to-close log returns (about 33 bars)
+
 PORTFOLIO_FEATURES = (
     "exposure",  # position value / equity
     "unrealised_pnl",  # x10, share of initial equity
@@ -115,3 +117,31 @@ def portfolio_features(
         account.winning_trades / closed if closed else 0.5,
     )
     return [FEATURE_CLIP if v > FEATURE_CLIP else -FEATURE_CLIP if v < -FEATURE_CLIP else v for v in values]
+
+
+# -- one bar of the account, split at the bar boundary ------------------------
+# The env runs both halves in one step; the live path fills at a bar's open
+# and marks at its close. Both call these, so they stay equal bar for bar.
+def fill_target(account: Account, target: float, exposure: float, equity: float, next_open: float, threshold: float) -> Fill | None:
+    """Trade to ``target`` exposure (decided at ``exposure``) at the next
+    open: flatten whenever the target is flat, otherwise only when the
+    exposure moves by at least ``threshold``."""
+    if target == 0.0 and account.units != 0.0:
+        return account.rebalance(0.0, next_open)
+    if target != 0.0 and abs(target - exposure) >= threshold:
+        return account.rebalance(target * equity / next_open, next_open)
+    return None
+
+
+def bars_in_trade(units_before: float, units_after: float, bars: int) -> int:
+    """Bars in the current position after a fill: 0 when flat or when a new
+    position opened (or reversed), else one more."""
+    if units_after == 0.0 or units_before == 0.0 or (units_after > 0) != (units_before > 0):
+        return 0
+    return bars + 1
+
+
+def volatility_after(vol_var: float, prev_close: float, close: float) -> float:
+    """The EWMA of squared close-to-close log returns after one more close."""
+    r = math.log(close / prev_close)
+    return VOL_DECAY * vol_var + (1.0 - VOL_DECAY) * r * r

@@ -60,11 +60,10 @@ from envs.market.env import (
     AGENTS,
     CALL_OFFSETS,
     N_ACTIONS,
-    VOL_DECAY,
     calls_vector,
     VOL_WARMUP_BARS,
 )
-from envs.market.portfolio import PORTFOLIO_FEATURES, Account, Fill, portfolio_features
+from envs.market.portfolio import PORTFOLIO_FEATURES, Account, Fill, bars_in_trade, fill_target, portfolio_features, volatility_after
 from envs.market.trading import target_exposure
 from rllib_algospace.inference.bundle import TRADING_KEYS, Bundle, BundleError, load_bundle
 
@@ -334,21 +333,13 @@ class TeamPolicy:
         account = self.account
         target, exposure = self._pending, self._exposure_at_decision
         units_before = account.units
-        fill = None
-        if target == 0.0 and units_before != 0.0:
-            fill = account.rebalance(0.0, next_open)
-        elif target != 0.0 and abs(target - exposure) >= self.trading["rebalance_threshold"]:
-            fill = account.rebalance(target * self.equity / next_open, next_open)
-        if account.units == 0.0 or units_before == 0.0 or (account.units > 0) != (units_before > 0):
-            self.time_in_trade = 0
-        else:
-            self.time_in_trade += 1
+        fill = fill_target(account, target, exposure, self.equity, next_open, self.trading["rebalance_threshold"])
+        self.time_in_trade = bars_in_trade(units_before, account.units, self.time_in_trade)
         self._pending = None
         return fill
 
     def _mark(self, close: float, prev_close: float) -> None:
-        r = math.log(close / prev_close)
-        self.vol_var = VOL_DECAY * self.vol_var + (1.0 - VOL_DECAY) * r * r
+        self.vol_var = volatility_after(self.vol_var, prev_close, close)
         equity = self.account.equity(close)
         self.equity = equity
         self.peak = max(self.peak, equity)
