@@ -43,7 +43,7 @@ from dataclasses import dataclass, field
 from typing import Any, Mapping
 
 
-from rllib_algospace.artifacts import describe_failure
+from rllib_algospace.artifacts import describe_failure, write_atomically
 from rllib_algospace.ensemble_policy import MANIFEST_FILE, MANIFEST_KIND
 from rllib_algospace.config import (
     DEFAULTS_SOURCE,
@@ -353,10 +353,7 @@ def _make_trainable() -> type:
             with open(path) as f:
                 meta = json.load(f)
             meta["ensemble_member"] = self._ensemble_member.to_dict()
-            tmp = path + ".tmp"
-            with open(tmp, "w") as f:
-                json.dump(meta, f, indent=2, default=str)
-            os.replace(tmp, path)
+            write_atomically(path, lambda fh: fh.write(json.dumps(meta, indent=2, default=str).encode()))
 
     EnsembleMAPPO.__module__ = __name__
     EnsembleMAPPO.__qualname__ = "EnsembleMAPPO"
@@ -541,10 +538,7 @@ def write_manifest(experiment: str, members: list[dict], cfg: TrainConfig, *, co
         with fs.open_output_stream(fs_path) as f:
             f.write(data)
         return target
-    tmp = target + ".tmp"
-    with open(tmp, "wb") as f:
-        f.write(data)
-    os.replace(tmp, target)
+    write_atomically(target, lambda fh: fh.write(data))
     return target
 
 

@@ -253,7 +253,8 @@ def evaluate_ensemble(
     ``results`` (``ensemble``, ``m0``.., the baselines), ``members``,
     ``diversity`` and the report paths.
     """
-    from rllib_algospace.evaluation import BASELINES, Comparison, evaluate_with_baselines, json_safe, run_policy, write_report
+    from rllib_algospace.evaluation import BASELINES, Comparison, evaluate_with_baselines, run_policy, write_report
+    from rllib_algospace.reports import atomic_json
     from rllib_algospace.checkpoints import checkpoint_data, checkpoint_env_overrides, checkpoint_metadata
 
     if isinstance(source, EnsembleTeamPolicy):
@@ -296,9 +297,7 @@ def evaluate_ensemble(
     members = [dict(d) for d in policy.info]
     document = {"manifest": manifest, "data": data, "split": split, "members": members, "results": results, "diversity": div, "meta": runs["ensemble"].meta}
     ensemble_json = out_dir / "ensemble_evaluation.json"
-    tmp = ensemble_json.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(json_safe(document), indent=2, allow_nan=False) + "\n")
-    os.replace(tmp, ensemble_json)
+    atomic_json(ensemble_json, document)
     return {
         "checkpoint": str(manifest or policy.checkpoints[0]),
         "manifest": manifest,

@@ -42,6 +42,7 @@ import numpy as np
 
 from envs.market.env import AGENTS, N_ACTIONS, TEAM_LAYOUT, TEAM_SIZE, AlgoSpaceMarketEnv
 from envs.market.trading import FLAT, FULL, LONG, SHORT, STRUCTURE_ACTIONS, TRADING_ACTIONS_SCHEMA
+from rllib_algospace.artifacts import write_atomically
 
 TEACHERS = ("rule", "oracle")
 WARM_START_FORMAT = 2  # 2: the actors carry their input scaling (``networks.InputScaling``)
@@ -228,9 +229,7 @@ def save_warm_start(path: str | os.PathLike, actors: dict, meta: dict) -> Path:
         "meta": meta,
         "actors": {a: actor.state_dict() for a, actor in actors.items()},
     }
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(payload, tmp)
-    os.replace(tmp, path)
+    write_atomically(path, lambda fh: torch.save(payload, fh))
     return path
 
 

@@ -29,6 +29,7 @@ from rllib_algospace.tune_session import (
     storage_problem,
     trial_dirname,
 )
+from rllib_algospace.artifacts import write_atomically
 
 logger = logging.getLogger(__name__)
 
@@ -299,10 +300,8 @@ def write_run_record(cfg: TrainConfig, data_path: str, warm_start: str | None) -
     folder = experiment_path(cfg)
     os.makedirs(folder, exist_ok=True)
     path = os.path.join(folder, RUN_FILE)
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        json.dump(run_record(cfg, data_path, warm_start), f, indent=1, default=str)
-    os.replace(tmp, path)
+    record = run_record(cfg, data_path, warm_start)
+    write_atomically(path, lambda fh: fh.write(json.dumps(record, indent=1, default=str).encode()))
     return path
 
 

@@ -20,6 +20,7 @@ import numpy as np
 
 from rllib_algospace.evaluation.fresh import DAYS_PER_YEAR, daily_returns
 from rllib_algospace.evaluation.metrics import max_drawdown, sortino_ratio
+from rllib_algospace.artifacts import write_atomically
 
 ROLLING_DAYS = 20
 WORST_DRAWDOWNS = 5
@@ -200,7 +201,5 @@ def write_tear_sheet(team, buy_and_hold, out_dir: str | os.PathLike, *, title: s
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     path = out / "tear_sheet.html"
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(tear_sheet_html(team, buy_and_hold, title=title))
-    os.replace(tmp, path)
+    write_atomically(path, lambda fh: fh.write(tear_sheet_html(team, buy_and_hold, title=title).encode()))
     return path

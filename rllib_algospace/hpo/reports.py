@@ -12,8 +12,9 @@ from pathlib import Path
 from typing import Any
 
 from rllib_algospace.hpo.search_space import BEST_CONFIG, HISTORY_PNG, HpoConfig, IMPORTANCE_PNG, RECORDED_RESULT_KEYS, SearchSpec, TABLE_CSV, TABLE_MD, plain_value
-from rllib_algospace.hpo.study import mask_url, open_study
 from rllib_algospace.hpo.search_space import decode_params
+from rllib_algospace.hpo.study import mask_url, open_study
+from rllib_algospace.reports import atomic_write
 
 logger = logging.getLogger(__name__)
 
@@ -117,9 +118,7 @@ def write_best_config(hpo: HpoConfig, trial, path: str) -> str:
         f"#   algospace train --config {path}\n"
         + "".join(f"#   {k}: {_fmt(v)}\n" for k, v in params.items())
     )
-    tmp = f"{path}.tmp"
-    Path(tmp).write_text(header + cfg.to_yaml())
-    os.replace(tmp, path)
+    atomic_write(path, header + cfg.to_yaml())
     return path
 
 

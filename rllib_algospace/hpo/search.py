@@ -8,7 +8,7 @@ import os
 import time
 from pathlib import Path
 
-from rllib_algospace.artifacts import describe_failure
+from rllib_algospace.artifacts import describe_failure, write_atomically
 from rllib_algospace.config import (
     ConfigError,
 )
@@ -75,10 +75,7 @@ def _read_info(path: str) -> dict:
 
 
 def _write_json(path: str, data: dict) -> None:
-    tmp = f"{path}.tmp"
-    with open(tmp, "w") as f:
-        json.dump(data, f, indent=2, default=str)
-    os.replace(tmp, path)
+    write_atomically(path, lambda fh: fh.write(json.dumps(data, indent=2, default=str).encode()))
 
 
 def run_search(config: HpoConfig | str | os.PathLike | None = None, *, resume: bool = False, **load_kwargs) -> SearchOutcome:
