@@ -59,6 +59,7 @@ import numpy as np
 
 from rllib_algospace.evaluation import stats
 from rllib_algospace.artifacts import RESULT_FILES
+from rllib_algospace.ensemble_policy import MANIFEST_FILE as ENSEMBLE_MANIFEST, find_manifest
 from rllib_algospace.reports import atomic_figure, atomic_json, atomic_write, fmt, new_figure, to_html, to_markdown
 from rllib_algospace.evaluation.stress import regime_adaptability, regime_blocks, stress_blocks, stress_figure, stress_test
 from rllib_algospace.checkpoints import METADATA_FILE, CheckpointError, best_checkpoints, checkpoint_env_overrides, finite_number, run_score
@@ -92,20 +93,8 @@ class Candidate:
 
 
 # -- candidate discovery ------------------------------------------------------------------------
-def _ensemble_manifest(path: Path) -> Path | None:
-    try:
-        from rllib_algospace.ensemble_policy import find_manifest
-    except ImportError:  # no ensemble support installed: any ensemble.json with a members list
-        try:
-            doc = json.loads(path.read_text())
-        except (OSError, ValueError):
-            return None
-        return path if isinstance(doc, dict) and isinstance(doc.get("members"), list) else None
-    return find_manifest(path)
-
-
 # file name -> (kind, check(path) -> manifest path or None)
-MANIFEST_FILES = {"ensemble.json": ("ensemble", _ensemble_manifest)}
+MANIFEST_FILES = {ENSEMBLE_MANIFEST: ("ensemble", find_manifest)}
 
 
 def discover_candidates(experiment: str | os.PathLike, *, score: str | None = None, mode: str | None = None) -> tuple[list[Candidate], int]:
