@@ -500,3 +500,27 @@ def test_two_tune_workers_share_one_postgresql_study(postgres_url, market_file, 
     # its own trials and the other's finished ones; the last to finish sees all four
     rows = [len((tmp_path / "res" / f"worker{i}" / "best_trials.csv").read_text().strip().splitlines()) - 1 for i in (1, 2)]
     assert min(rows) >= 2 and max(rows) == 4
+
+
+def test_trials_a_kill_left_running_are_failed_for_their_experiment_only(tmp_path):
+    """After a finished search, the Optuna trials it was handed just before a
+    kill (still RUNNING) are marked FAIL with the reason; another
+    experiment's running trials in the same study are left alone."""
+    import optuna
+
+    from rllib_algospace.hpo import open_study
+    from rllib_algospace.hpo.study import fail_stale_trials
+
+    url = f"sqlite:///{tmp_path / 'study.db'}"
+    _, study = open_study(url, "shared", directions=["maximize"], metrics=["val_sharpe"])
+    mine, other, done = study.ask(), study.ask(), study.ask()
+    mine.set_user_attr("experiment", "e1")
+    other.set_user_attr("experiment", "e2")
+    done.set_user_attr("experiment", "e1")
+    study.tell(done, 1.0)
+    fail_stale_trials(url, "shared", "e1")
+    trials = {t.number: t for t in optuna.load_study(study_name="shared", storage=url).get_trials()}
+    assert trials[mine.number].state == optuna.trial.TrialState.FAIL
+    assert trials[mine.number].user_attrs["failure"] == "handed out before an interruption and not run"
+    assert trials[other.number].state == optuna.trial.TrialState.RUNNING
+    assert trials[done.number].state == optuna.trial.TrialState.COMPLETE

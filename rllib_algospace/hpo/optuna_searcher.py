@@ -123,6 +123,11 @@ def make_searcher_class(module: str):
             self._completed_trials.add(trial_id)
 
         # -- resume ----------------------------------------------------------
+        def continue_with(self, url: str, worker: dict) -> None:
+            """This session's study location and worker, applied when Tune
+            restores the searcher's pickled state."""
+            self._on_restore = {"url": url, "worker": worker}
+
         def restore(self, checkpoint_path):
             on_restore = getattr(self, "_on_restore", None) or {}
             super().restore(checkpoint_path)

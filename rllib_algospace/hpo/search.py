@@ -161,7 +161,7 @@ def run_search(config: HpoConfig | str | os.PathLike | None = None, *, resume: b
 
     if resume:
         tuner = tune_session.restore_tuner(base, trial_cls, callbacks, what="search")
-        restored_search_alg(tuner)._on_restore = {"url": url, "worker": worker}
+        restored_search_alg(tuner).continue_with(url, worker)
     else:
         cluster = ray.cluster_resources()
         max_concurrent, note = _max_concurrent(hpo, cluster.get("CPU", os.cpu_count() or 1), cluster.get("GPU", 0), resources.num_env_runners, resources.num_gpus_per_learner, resources.cpus_per_env_runner)

@@ -126,10 +126,12 @@ def fail_stale_trials(url: str, study_name: str, experiment: str) -> None:
     from optuna.trial import TrialState
 
     try:
-        _, study = open_study(url, study_name)
+        storage, study = open_study(url, study_name)
+        study_id = storage.get_study_id_from_name(study_name)
         for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
             if t.user_attrs.get("experiment") == experiment:
-                study._storage.set_trial_user_attr(t._trial_id, "failure", "handed out before an interruption and not run")
+                trial_id = storage.get_trial_id_from_study_id_trial_number(study_id, t.number)
+                storage.set_trial_user_attr(trial_id, "failure", "handed out before an interruption and not run")
                 study.tell(t.number, state=TrialState.FAIL)
     except Exception as exc:  # bookkeeping only
         logger.warning("could not clean up stale trials: %s", exc)
