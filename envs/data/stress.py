@@ -34,8 +34,9 @@ unchanged; a level shift (crash, gap) carries on to the end of the split.
 ``overnight_gap``    bar ``at`` (0.5) opens ``gap`` (-5%) away from the
                      previous close (the whole bar moves with it); the level
                      stays shifted afterwards.
-Each scenario's meaning and parameters: ``rllib_algospace.evaluation.stress``, which
-runs a team through them.
+
+``rllib_algospace.evaluation.stress`` runs a team through them (and adds a
+cost scenario, ``double_costs``).
 """
 from __future__ import annotations
 

@@ -8,21 +8,9 @@ Each scenario is evaluated on one split (normally ``test``) of a market file
 (``envs.data.stress.stressed_market_file``: only the split's bars change,
 every feature is recomputed, the split bounds stay) and the team runs there.
 
-``flash_crash``      at ``at`` (share of the split, default 0.5) the close falls
-                     by ``drop`` (8%) spread over ``bars`` (3) bars (the lows
-                     follow), then recovers ``rebound`` (100%) of the fall over
-                     ``rebound_bars`` (6) bars.
-``volatility_x3``    from ``at`` (0.25) to the end of the split every relative
-                     log price is scaled by ``factor`` (3) around the trend
-                     ``mu`` (the mean close-to-close log return of those bars):
-                     ``x' = mu + 3 (x - mu)``; the drift stays, the
-                     volatility triples.
-``trend_reversal``   from ``at`` (0.5, the midpoint) on ``x' = -x``: every
-                     close-to-close return flips its sign (the path is
-                     mirrored; highs and lows swap roles).
-``overnight_gap``    bar ``at`` (0.5) opens ``gap`` (-5%) away from the
-                     previous close (the whole bar moves with it); the level
-                     stays shifted afterwards.
+``flash_crash``, ``volatility_x3``, ``trend_reversal``, ``overnight_gap``:
+                     price scenarios, defined (with their parameters) in
+                     ``envs.data.stress``.
 ``double_costs``     no data change: ``commission_bps`` and ``slippage_bps``
                      (the evaluated environment settings or the environment's
                      defaults) times ``factor`` (2).
