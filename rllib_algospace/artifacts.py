@@ -210,15 +210,16 @@ def _tune_state_files(folder: Path):
             yield path, _pickle_complete
 
 
-def keep_tuner_state(experiment: str | os.PathLike) -> str | None:
+def keep_tuner_state(experiment: str | os.PathLike, *, repair: bool = True) -> str | None:
     """Tune's own state files of a local experiment (``tuner.pkl``, which
     every restore rewrites in place, the ``experiment_state-*.json``
     snapshots and the search algorithm's and callbacks' state it rewrites as
     the run goes; a cut one makes Tune drop the restore and start the
     experiment again): keep a copy of each complete one
     beside it (``.complete``); put the copy back where a kill cut the file
-    short. Called before a resume and after every checkpoint. Returns a line
-    naming what was put back, or None."""
+    short. Called before a resume and, with ``repair=False`` (copies only:
+    Tune may be writing a file at that moment), after every checkpoint.
+    Returns a line naming what was put back, or None."""
     import shutil
 
     folder = Path(experiment)
@@ -231,6 +232,8 @@ def keep_tuner_state(experiment: str | os.PathLike) -> str | None:
             tmp = copy.with_name(copy.name + ".tmp")
             shutil.copyfile(state, tmp)
             os.replace(tmp, copy)
+        elif not repair:
+            continue
         elif complete(copy):
             shutil.copyfile(copy, state)
             restored.append(f"{state.name} (put back its last complete copy)")

@@ -53,7 +53,7 @@ def _make_state_copy_callback():
         def on_checkpoint(self, iteration, trials, trial, checkpoint, **info):
             folder = os.path.dirname(str(getattr(trial, "path", "") or "").rstrip("/"))
             if folder and os.path.isdir(folder):
-                keep_tuner_state(folder)
+                keep_tuner_state(folder, repair=False)  # Tune may be mid-write: copy, never repair
 
     return KeepTuneState()
 

@@ -136,6 +136,7 @@ def test_the_search_state_tune_syncs_in_is_kept_and_a_first_write_cut_short_set_
     # a third session's file, cut on its first write: no copy of it, so it is set aside
     third = tmp_path / "basic-variant-state-2026-11-29_18-00-00.json"
     third.write_bytes(good[:7])
+    assert keep_tuner_state(tmp_path, repair=False) is None and third.exists()  # during a run: copies only
     note = keep_tuner_state(tmp_path)
     assert note and "set aside" in note and not third.exists() and third.with_name(third.name + ".cut").exists()
     # the only experiment state, cut with no copy: left for Tune to report (nothing older to read)
