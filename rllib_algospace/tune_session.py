@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 from rllib_algospace.config import TrainConfig
 
+
 @dataclass
 class ResolvedResources:
     num_env_runners: int
