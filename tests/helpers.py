@@ -54,33 +54,6 @@ def mount_tmpfs(folder, size: str, *, read_only: bool = False) -> bool:
     return done.returncode == 0
 
 
-def mount_slow_fs(backing, folder, delay_s: float):
-    """Mount ``tests/slow_fs.py`` (every write, create, rename, mkdir and
-    fsync waits ``delay_s``, like a Drive mount) on ``folder``, backed by
-    ``backing``. Returns the FUSE process, or None where this machine cannot
-    (no libfuse, no fusepy, no /dev/fuse or no right to mount)."""
-    import subprocess
-    import sys
-    import time
-
-    os.makedirs(backing, exist_ok=True)
-    os.makedirs(folder, exist_ok=True)
-    if not os.path.exists("/dev/fuse"):
-        return None
-    script = os.path.join(os.path.dirname(os.path.abspath(__file__)), "slow_fs.py")
-    proc = subprocess.Popen([sys.executable, script, str(backing), str(folder), str(delay_s)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    deadline = time.time() + 20
-    while time.time() < deadline:
-        if proc.poll() is not None:
-            return None
-        with open("/proc/mounts") as f:
-            if any(line.split()[1] == os.path.realpath(folder) for line in f):
-                return proc
-        time.sleep(0.05)
-    proc.kill()
-    return None
-
-
 def unmount(folder) -> None:
     import subprocess
 
