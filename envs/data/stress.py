@@ -58,17 +58,23 @@ BAR_PARAMS: dict[str, dict] = {
     "overnight_gap": {"at": 0.5, "gap": -0.05},
 }
 
-__all__ = ["BAR_PARAMS", "BAR_SCENARIOS", "bar_scenario_params", "read_bars", "stress_bars", "stressed_market_file"]
+__all__ = ["BAR_PARAMS", "BAR_SCENARIOS", "bar_scenario_params", "read_bars", "scenario_params_in", "stress_bars", "stressed_market_file"]
+
+
+def scenario_params_in(table: dict[str, dict], scenario: str, overrides: dict, kind: str = "scenarios") -> dict:
+    """``table[scenario]`` (its default parameters) with ``overrides``;
+    an unknown scenario or parameter name refused."""
+    if scenario not in table:
+        raise ValueError(f"unknown stress scenario {scenario!r}; {kind} are {', '.join(table)}")
+    unknown = sorted(set(overrides) - set(table[scenario]))
+    if unknown:
+        raise ValueError(f"stress scenario {scenario!r} has no parameter {unknown[0]!r}; parameters: {', '.join(table[scenario])}")
+    return {**table[scenario], **overrides}
 
 
 def bar_scenario_params(scenario: str, **overrides) -> dict:
-    """The scenario's default parameters with ``overrides``; unknown names refused."""
-    if scenario not in BAR_PARAMS:
-        raise ValueError(f"unknown stress scenario {scenario!r}; price scenarios are {', '.join(BAR_SCENARIOS)}")
-    unknown = sorted(set(overrides) - set(BAR_PARAMS[scenario]))
-    if unknown:
-        raise ValueError(f"stress scenario {scenario!r} has no parameter {unknown[0]!r}; parameters: {', '.join(BAR_PARAMS[scenario])}")
-    return {**BAR_PARAMS[scenario], **overrides}
+    """A price scenario's default parameters with ``overrides``."""
+    return scenario_params_in(BAR_PARAMS, scenario, overrides, "price scenarios")
 
 
 def read_bars(path: str | os.PathLike) -> tuple[Bars, Bars, dict]:

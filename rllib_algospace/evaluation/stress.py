@@ -47,7 +47,7 @@ from pathlib import Path
 
 import numpy as np
 
-from envs.data.stress import BAR_PARAMS, BAR_SCENARIOS, bar_scenario_params, stressed_market_file
+from envs.data.stress import BAR_PARAMS, BAR_SCENARIOS, scenario_params_in, stressed_market_file
 from rllib_algospace.reports import atomic_figure, atomic_json, atomic_write, fmt, new_figure, to_html, to_markdown
 from rllib_algospace.evaluation.runner import per_regime_metrics
 
@@ -71,14 +71,7 @@ SCORE_DEFINITION = (
 
 # -- scenarios ---------------------------------------------------------------------------
 def scenario_params(scenario: str, **overrides) -> dict:
-    if scenario in BAR_SCENARIOS:
-        return bar_scenario_params(scenario, **overrides)
-    if scenario not in COST_PARAMS:
-        raise ValueError(f"unknown stress scenario {scenario!r}; scenarios are {', '.join(SCENARIOS)}")
-    unknown = sorted(set(overrides) - set(COST_PARAMS[scenario]))
-    if unknown:
-        raise ValueError(f"stress scenario {scenario!r} has no parameter {unknown[0]!r}; parameters: {', '.join(COST_PARAMS[scenario])}")
-    return {**COST_PARAMS[scenario], **overrides}
+    return scenario_params_in(DEFAULT_PARAMS, scenario, overrides)
 
 
 def describe_scenario(scenario: str, **overrides) -> str:
