@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from rllib_algospace.artifacts import METADATA_FILE, RESULT_FILES, checkpoint_problem
+from rllib_algospace.inference.probabilities import softmax
 
 
 class CheckpointError(ValueError):
@@ -294,11 +295,7 @@ class ModuleTeamPolicy:
         return out
 
     def probabilities(self, observations: dict) -> dict[str, np.ndarray]:
-        result = {}
-        for agent, logits in self.logits(observations).items():
-            e = np.exp(logits - logits.max())
-            result[agent] = e / e.sum()
-        return result
+        return {agent: softmax(logits) for agent, logits in self.logits(observations).items()}
 
     def __call__(self, observations: dict) -> dict[str, int]:
         return {agent: int(np.argmax(logits)) for agent, logits in self.logits(observations).items()}

@@ -16,6 +16,8 @@ from typing import Iterable, Mapping
 
 import numpy as np
 
+from rllib_algospace.inference.probabilities import mean_probabilities
+
 MANIFEST_FILE = "ensemble.json"
 MANIFEST_KIND = "algospace-ensemble"
 
@@ -137,25 +139,15 @@ class EnsembleTeamPolicy:
     def member_probabilities(self, observations: dict) -> list[dict[str, np.ndarray]]:
         return [m.probabilities(observations) for m in self.members]
 
-    @staticmethod
-    def _mean(per_member: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
-        out = {}
-        for agent in per_member[0]:
-            rows = [np.asarray(p[agent], dtype=np.float64) for p in per_member]
-            if len({r.shape for r in rows}) != 1:
-                raise ValueError(f"ensemble members have different action counts for agent {agent!r}: {[r.shape[-1] for r in rows]}")
-            out[agent] = np.mean(rows, axis=0)
-        return out
-
     def probabilities(self, observations: dict) -> dict[str, np.ndarray]:
         """``{agent: mean of the members' action probabilities}``."""
-        return self._mean(self.member_probabilities(observations))
+        return mean_probabilities(self.member_probabilities(observations))
 
     def act(self, observations: dict) -> tuple[dict[str, int], dict[str, np.ndarray]]:
         """``(actions, member_actions)``: the ensemble's greedy actions and, per
         agent, each member's own greedy action (an int array, one per member)."""
         per_member = self.member_probabilities(observations)
-        mean = self._mean(per_member)
+        mean = mean_probabilities(per_member)
         actions = {agent: int(np.argmax(p)) for agent, p in mean.items()}
         member_actions = {agent: np.asarray([int(np.argmax(p[agent])) for p in per_member], dtype=np.int64) for agent in mean}
         return actions, member_actions

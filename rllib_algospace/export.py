@@ -54,6 +54,7 @@ from rllib_algospace.inference.bundle import (
     MANIFEST_SUM_FILE,
     bundle_size,
 )
+from rllib_algospace.inference.probabilities import mean_probabilities, softmax
 
 QUANTIZE_MODES = (None, "auto", "force")
 SAMPLE_SPLIT = "val"
@@ -279,11 +280,8 @@ def _probs(scripted_members: list[dict], weights: list[float], agent: str, x) ->
     import torch
 
     with torch.inference_mode():
-        total = None
-        for w, actors in zip(weights, scripted_members):
-            p = torch.softmax(actors[agent](x).double(), -1).numpy() * w
-            total = p if total is None else total + p
-    return total
+        per_member = [{agent: softmax(actors[agent](x).numpy())} for actors in scripted_members]
+    return mean_probabilities(per_member, weights)[agent]
 
 
 def sample_observations(data: Path, env_config: dict, scripted_members: list[dict], weights: list[float], n: int, seed: int = 0) -> dict[str, np.ndarray]:

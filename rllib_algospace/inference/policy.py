@@ -66,6 +66,7 @@ from envs.market.env import (
 from envs.market.portfolio import PORTFOLIO_FEATURES, Account, Fill, bars_in_trade, fill_target, portfolio_features, volatility_after
 from envs.market.trading import target_exposure
 from rllib_algospace.inference.bundle import TRADING_KEYS, Bundle, BundleError, load_bundle
+from rllib_algospace.inference.probabilities import mean_probabilities, softmax
 
 
 
@@ -193,6 +194,8 @@ class TeamPolicy:
         self._obs_in = tuple(self._obs_t[a] for a in AGENTS)
         self._actors = bundle.actors
         self._weights = bundle.weights
+        self._padded_logits = np.full((len(AGENTS), max(N_ACTIONS.values())), -np.inf)
+        self._agent_rows = np.arange(len(AGENTS))
         self.reset_portfolio()
 
     # -- construction --------------------------------------------------------
@@ -376,31 +379,30 @@ class TeamPolicy:
     def _act(self) -> tuple[dict[str, int], dict[str, float]]:
         torch = self._torch
         actions, confidences = {}, {}
-        # A handful of logits per agent: plain floats beat tensor ops here.
+        # A handful of logits per agent: numpy on plain lists beats tensor ops here.
         with torch.inference_mode():
             if self._teams is not None:  # one call per member runs the four actors
                 per_member = [[z[0].tolist() for z in team(*self._obs_in)] for team in self._teams]
             else:
                 per_member = [[actors[a](self._obs_t[a])[0].tolist() for a in AGENTS] for actors in self._actors]
+        # The agents' logits as rows of one array, padded with -inf (probability
+        # 0): one softmax call for the whole team keeps the decision fast.
+        probs = []
+        for logits in per_member:
+            z = self._padded_logits
+            for k, row in enumerate(logits):
+                z[k, : len(row)] = row
+            probs.append(softmax(z))
         if self._single:
-            for agent, z in zip(AGENTS, per_member[0]):
-                a = max(range(len(z)), key=z.__getitem__)  # the first maximum, like argmax
-                top = z[a]
-                actions[agent] = a
-                confidences[agent] = 1.0 / sum(math.exp(v - top) for v in z)
-            return actions, confidences
-        for k, agent in enumerate(AGENTS):
-            mean = None
-            for w, logits in zip(self._weights, per_member):
-                z = logits[k]
-                top = max(z)
-                e = [math.exp(v - top) for v in z]
-                s = sum(e)
-                p = [w * v / s for v in e]
-                mean = p if mean is None else [m + q for m, q in zip(mean, p)]
-            a = max(range(len(mean)), key=mean.__getitem__)
+            chosen = z.argmax(axis=1)  # the first maximum of the logits
+            top = probs[0][self._agent_rows, chosen]
+        else:
+            mean = mean_probabilities([dict(zip(AGENTS, p)) for p in probs], self._weights)
+            chosen = np.asarray([int(np.argmax(mean[a])) for a in AGENTS])
+            top = [mean[a][i] for a, i in zip(AGENTS, chosen)]
+        for agent, a, c in zip(AGENTS, chosen.tolist(), top):
             actions[agent] = a
-            confidences[agent] = mean[a]
+            confidences[agent] = float(c)
         return actions, confidences
 
     def logits(self, observations: Mapping[str, np.ndarray]) -> list[dict[str, np.ndarray]]:
@@ -414,13 +416,8 @@ class TeamPolicy:
 
     def probabilities(self, observations: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Action probabilities on given observations (the weighted mean over members)."""
-        mean: dict[str, np.ndarray] = {}
-        for w, logits in zip(self._weights, self.logits(observations)):
-            for a, z in logits.items():
-                z = z.astype(np.float64)
-                e = np.exp(z - z.max())
-                mean[a] = mean.get(a, 0.0) + w * e / e.sum()
-        return mean
+        per_member = [{a: softmax(z) for a, z in logits.items()} for logits in self.logits(observations)]
+        return mean_probabilities(per_member, self._weights)
 
     def act(self, observations: Mapping[str, np.ndarray]) -> dict[str, int]:
         """Greedy actions on given observations (the env's plain vectors)."""
