@@ -155,7 +155,7 @@ def make_clone(args, preset: str, seed: int) -> tuple[Path, dict]:
 
 def one_run(args, preset: str, variant: str, seed: int) -> dict:
     from rllib_algospace.config import load_config
-    from rllib_algospace.checkpoints import ModuleTeamPolicy, checkpoint_env_overrides, checkpoint_metadata, find_checkpoint
+    from rllib_algospace.checkpoints import ModuleTeamPolicy, checkpoint_env_overrides, checkpoint_metadata, find_checkpoint, trial_scores
     from rllib_algospace.training import dataset_path, train
 
     cfg = load_config(None, {"data.preset": preset, "experiment.seed": seed})
@@ -192,6 +192,8 @@ def one_run(args, preset: str, variant: str, seed: int) -> dict:
             raise RuntimeError(f"{variant}: no checkpoint ({outcome.error})")
         meta = checkpoint_metadata(find_checkpoint(outcome.best_checkpoint))
         doc["train"]["best_iteration"] = meta.get("training_iteration")
+        # the validation curve (val split, every evaluation): what a recipe choice may look at
+        doc["train"]["val_sharpe"] = trial_scores(Path(outcome.best_checkpoint).parent)
         env_overrides = checkpoint_env_overrides(meta.get("env_config") or {})
         doc["evaluation_env_overrides"] = env_overrides
         doc.update(evaluate_team(ModuleTeamPolicy.from_checkpoint(outcome.best_checkpoint), data, args.fresh, env_overrides=env_overrides))
@@ -244,7 +246,9 @@ def report(out_dir: Path) -> str:
     for r in runs:
         if r.get("train"):
             t = r["train"]
-            lines.append(f"- {r['preset']} {r['variant']} s{r['seed']}: {t['iterations']} iterations, {t['env_steps']:,} env steps in {t['wall_s']:.0f} s; best checkpoint iteration {t.get('best_iteration')}")
+            val = t.get("val_sharpe") or {}
+            curve = f"; val Sharpe best {_f(max(val.values()))}, mean of the last half {_f(statistics.fmean(list(val.values())[len(val) // 2:]))}" if val else ""
+            lines.append(f"- {r['preset']} {r['variant']} s{r['seed']}: {t['iterations']} iterations, {t['env_steps']:,} env steps in {t['wall_s']:.0f} s; best checkpoint iteration {t.get('best_iteration')}{curve}")
     return "\n".join(lines)
 
 
