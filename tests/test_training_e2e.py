@@ -195,19 +195,68 @@ def test_ten_kills_each_resume_from_the_newest_complete_checkpoint(market_file, 
     assert final["num_env_steps_sampled_lifetime"] == FAULT_ITERATIONS * 512  # the step counter carried on through ten kills
 
 
-def test_time_budget_stops_with_checkpoint_then_resume(market_file, tmp_path):
+DRIVE_DELAY_S = 0.02  # per write, create, rename, mkdir and fsync: a Drive mount's round trip
+DRIVE_WATCHDOG_S = 360  # a request still waiting then is a hang: the mount is aborted and the test fails
+
+
+@pytest.fixture
+def drive_like_storage(tmp_path):
+    """A folder on a slow FUSE file system (``tests/slow_fs.py``: a mounted
+    Google Drive's round trips), or a plain folder where this machine cannot
+    mount one (the test still runs). A watchdog aborts the FUSE connection
+    after ``DRIVE_WATCHDOG_S``: anything stuck on the mount then fails at
+    once instead of stalling the suite."""
+    import threading
+
+    from helpers import mount_slow_fs
+
+    folder = tmp_path / "drive"
+    mount = mount_slow_fs(tmp_path / "drive_backing", folder, DRIVE_DELAY_S)
+    if mount is None:
+        yield folder, None
+        return
+    watchdog = threading.Timer(DRIVE_WATCHDOG_S, mount.abort)
+    watchdog.start()
+    try:
+        yield folder, mount
+    finally:
+        watchdog.cancel()
+        mount.close()
+    assert not mount.aborted, f"a request on the slow file system waited over {DRIVE_WATCHDOG_S} s; its log:\n{mount.log()[-3000:]}"
+
+
+def _run_cli_to_files(args, env, log_prefix: Path, timeout: float):
+    """The CLI with its output in files, not pipes: a Ray worker that
+    outlives the driver cannot hold the test waiting on an open pipe."""
+    with open(f"{log_prefix}.out", "w") as out, open(f"{log_prefix}.err", "w") as err:
+        proc = subprocess.Popen(_cli(*args, env=env), env=env, stdout=out, stderr=err, text=True)
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            kill_tree(proc)
+    return proc.returncode, Path(f"{log_prefix}.out").read_text(), Path(f"{log_prefix}.err").read_text()
+
+
+def test_time_budget_stops_with_checkpoint_then_resume(market_file, drive_like_storage, tmp_path):
+    """A Colab session's budget ends with a checkpoint and the next session
+    resumes from it, with the experiment on a slow Drive-like FUSE mount
+    (where this machine can mount one)."""
+    storage, mount = drive_like_storage
     env = _run_env()
-    args = ["train", "--quick", "--data", market_file, "--storage", str(tmp_path), "--name", "budget", "--stop-iters", "40", "--no-evaluate"]
-    first = subprocess.run(_cli(*args, "--time-budget", "12s", env=env), env=env, capture_output=True, text=True, timeout=400)
-    assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
-    assert "time budget reached" in first.stdout and "--resume" in first.stdout
-    trial = _trial_dir(tmp_path, "budget")
+    args = ["train", "--quick", "--data", market_file, "--storage", str(storage), "--name", "budget", "--stop-iters", "40", "--no-evaluate"]
+    code, out, err = _run_cli_to_files([*args, "--time-budget", "12s"], env, tmp_path / "first", timeout=300)
+    assert code == 0, out[-3000:] + err[-3000:]
+    assert "time budget reached" in out and "--resume" in out
+    trial = _trial_dir(storage, "budget")
     stopped_at = _last_result(trial)["training_iteration"]
     assert 1 <= stopped_at < 40
     assert list(trial.glob("checkpoint_*"))
-    second = subprocess.run(_cli(*args, "--resume", "--stop-iters", "40", "--time-budget", "15s", env=env), env=env, capture_output=True, text=True, timeout=400)
-    assert second.returncode == 0, second.stdout[-3000:] + second.stderr[-3000:]
+    code, out, err = _run_cli_to_files([*args, "--resume", "--stop-iters", "40", "--time-budget", "15s"], env, tmp_path / "second", timeout=300)
+    assert code == 0, out[-3000:] + err[-3000:]
+    assert f"{trial.name} continues from checkpoint_" in out
     assert _last_result(trial)["training_iteration"] > stopped_at
+    if mount is not None:
+        assert os.path.ismount(storage)  # the run really went through the slow mount
 
 
 def test_validation_metrics_survive_iterations_without_validation():
